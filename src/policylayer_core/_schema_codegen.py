@@ -1,0 +1,577 @@
+"""Translate a JSON Schema into the source of plain Python functions (see `validators`).
+
+The generator walks the schema once and writes straight-line code per schema object:
+subschemas reached through `properties`, `items`, `allOf`, ... are inlined, so validating
+a typical tool call is a handful of `isinstance` checks and dict lookups with no
+function calls. Only `$ref` targets and the branches of `anyOf`/`oneOf`/`not` (whose
+verdict is needed without failing the caller) become functions of their own, which is
+also what makes recursive references work.
+
+Every check mirrors the jsonschema keyword function it replaces (`jsonschema._keywords`),
+including the message it would build. A schema object the generator cannot translate
+exactly raises `_NodeFallback` and is handed, as a whole, to a jsonschema validator.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from functools import partial
+from numbers import Number
+from typing import TYPE_CHECKING, Any
+from urllib.parse import unquote
+
+from policylayer_core._schema_runtime import HELPERS
+
+if TYPE_CHECKING:
+    from policylayer_core.validators import ArgumentValidator, SchemaViolation
+
+__all__ = ["Dialect", "WholeSchemaFallback", "generate"]
+
+
+class WholeSchemaFallback(Exception):  # noqa: N818 - a signal, not an error
+    """The schema cannot be compiled piecewise; validate all of it with jsonschema."""
+
+
+class _NodeFallback(Exception):  # noqa: N818 - a signal, not an error
+    """This schema object cannot be compiled exactly; validate it with jsonschema."""
+
+
+@dataclass(frozen=True, slots=True)
+class Dialect:
+    """What the generator needs to know about a draft."""
+
+    keywords: frozenset[str]  # every keyword the draft's jsonschema validator acts on
+    legacy_items: bool  # draft-07/2019-09: `items` may be an array, with `additionalItems`
+    ref_overrides_siblings: bool  # draft-07: keywords next to `$ref` are ignored
+
+    @property
+    def compiled(self) -> frozenset[str]:
+        return _COMMON_KEYWORDS | (_LEGACY_ITEMS if self.legacy_items else _PREFIX_ITEMS)
+
+
+_COMMON_KEYWORDS = frozenset(
+    {
+        "$ref", "type", "enum", "const", "allOf", "anyOf", "oneOf", "not",
+        "minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum", "multipleOf",
+        "minLength", "maxLength", "pattern", "minItems", "maxItems", "uniqueItems", "items",
+        "required", "minProperties", "maxProperties", "properties", "patternProperties",
+        "additionalProperties",
+    }
+)  # fmt: skip
+_LEGACY_ITEMS = frozenset({"additionalItems"})
+_PREFIX_ITEMS = frozenset({"prefixItems"})
+# `format` only asserts with a format checker, and callers get jsonschema's default: none.
+_NO_OP_KEYWORDS = frozenset({"format"})
+# Keywords a jsonschema keyword function reads next to the one it is registered under.
+_COMPANIONS = {"if": ("then", "else"), "contains": ("minContains", "maxContains")}
+
+# jsonschema's draft-06+ type checker, with cheap exact-class tests first.
+_TYPE_TESTS = {
+    "object": "isinstance({v}, dict)",
+    "array": "isinstance({v}, list)",
+    "string": "isinstance({v}, str)",
+    "null": "{v} is None",
+    "boolean": "({v} is True or {v} is False)",
+    "number": "({v}.__class__ is int or {v}.__class__ is float"
+    " or ({v}.__class__ is not bool and isinstance({v}, _Number)))",
+    "integer": "({v}.__class__ is int or ({v}.__class__ is not bool and isinstance({v}, int))"
+    " or (isinstance({v}, float) and {v}.is_integer()))",
+}
+# The instance types a group of keywords applies to (jsonschema skips other types).
+_GROUP_TYPES = {
+    "number": frozenset({"number", "integer"}),
+    "string": frozenset({"string"}),
+    "array": frozenset({"array"}),
+    "object": frozenset({"object"}),
+}
+_NUMBER_BOUNDS = (
+    ("minimum", "<", "is less than the minimum of"),
+    ("maximum", ">", "is greater than the maximum of"),
+    ("exclusiveMinimum", "<=", "is less than or equal to the minimum of"),
+    ("exclusiveMaximum", ">=", "is greater than or equal to the maximum of"),
+)
+# Beyond this indentation a subschema becomes its own function: CPython refuses more than
+# 20 nested loops in one function, and deep nesting would also recurse deeply here.
+_MAX_INLINE_DEPTH = 12
+
+Known = frozenset[str] | None  # the JSON types the instance can still have; None: any
+
+
+def generate(
+    schema: dict[str, Any] | bool,
+    dialect: Dialect,
+    *,
+    violation: type[SchemaViolation],
+    node_fallback: Callable[[dict[str, Any]], ArgumentValidator],
+) -> ArgumentValidator:
+    """Compile `schema`; `node_fallback` builds a jsonschema check for one schema object."""
+    generator = _Generator(schema, dialect, violation, node_fallback)
+    return generator.build()
+
+
+class _Generator:
+    def __init__(
+        self,
+        root: dict[str, Any] | bool,
+        dialect: Dialect,
+        violation: type[SchemaViolation],
+        node_fallback: Callable[[dict[str, Any]], ArgumentValidator],
+    ) -> None:
+        self._root = root
+        self._dialect = dialect
+        self._compiled = dialect.compiled
+        self._node_fallback = node_fallback
+        self._namespace: dict[str, Any] = {"_V": violation, "_Number": Number, **HELPERS}
+        self._functions: dict[int, str] = {}
+        self._pending: list[tuple[str, dict[str, Any] | bool]] = []
+        self._lines: list[str] = []
+        self._ids = itertools.count()
+
+    def build(self) -> ArgumentValidator:
+        entry = self._function(self._root)
+        sources = []
+        while self._pending:
+            name, node = self._pending.pop()
+            self._lines = [f"def {name}(x):"]
+            self._node(node, "x", (), None, 1)
+            self._lines.append("    return None")
+            sources.append("\n".join(self._lines))
+        code = compile("\n\n".join(sources), "<policylayer compiled schema>", "exec")
+        exec(code, self._namespace)
+        function: ArgumentValidator = self._namespace[entry]
+        return function
+
+    # -- emission helpers ---------------------------------------------------------------
+
+    def _name(self, prefix: str) -> str:
+        return f"{prefix}{next(self._ids)}"
+
+    def _const(self, value: Any) -> str:
+        name = self._name("_k")
+        self._namespace[name] = value
+        return name
+
+    def _literal(self, value: Any) -> str:
+        """Source for `value`: a literal when exact, else a named constant."""
+        kind = value.__class__
+        if (
+            kind is str
+            or (kind is int and abs(value) < 2**63)
+            or (kind is float and math.isfinite(value))
+        ):
+            return repr(value)
+        return self._const(value)
+
+    def _function(self, node: Any) -> str:
+        """The name of the generated function validating `node` (written later)."""
+        if not isinstance(node, dict | bool):
+            raise _NodeFallback
+        name = self._functions.get(id(node))
+        if name is None:
+            name = self._functions[id(node)] = self._name("_s")
+            self._pending.append((name, node))
+        return name
+
+    def _emit(self, depth: int, line: str) -> None:
+        self._lines.append("    " * depth + line)
+
+    def _fail(self, depth: int, path: tuple[str, ...], keyword: str, message: str) -> None:
+        where = f"({', '.join(path)},)" if path else "()"
+        self._emit(depth, f"return _V({where}, {keyword!r}, {message})")
+
+    def _check(
+        self, depth: int, failed: str, path: tuple[str, ...], keyword: str, message: str
+    ) -> None:
+        self._emit(depth, f"if {failed}:")
+        self._fail(depth + 1, path, keyword, message)
+
+    def _call(self, function: str, v: str, path: tuple[str, ...], depth: int) -> None:
+        """Run a function-valued check; its violation's path is relative to `v`."""
+        self._emit(depth, f"_e = {function}({v})")
+        self._emit(depth, "if _e is not None:")
+        if path:
+            self._emit(depth + 1, f"return _prefixed(_e, ({', '.join(path)},))")
+        else:
+            self._emit(depth + 1, "return _e")
+
+    def _block(self, depth: int, header: list[str], body: Callable[[], None]) -> None:
+        """Emit `header` + `body`, or nothing when the body turns out empty."""
+        start = len(self._lines)
+        for line in header:
+            self._emit(depth, line)
+        mark = len(self._lines)
+        body()
+        if len(self._lines) == mark:
+            del self._lines[start:]
+
+    # -- schema objects -----------------------------------------------------------------
+
+    def _node(self, node: Any, v: str, path: tuple[str, ...], known: Known, depth: int) -> None:
+        if node is True:
+            return
+        if node is False:
+            self._fail(depth, path, "false", f"'False schema does not allow ' + repr({v})")
+            return
+        if not isinstance(node, dict):
+            raise _NodeFallback
+        if depth > _MAX_INLINE_DEPTH:
+            self._call(self._function(node), v, path, depth)
+            return
+        start = len(self._lines)
+        try:
+            self._keywords(node, v, path, known, depth)
+        except (_NodeFallback, ValueError):
+            # ValueError: repr() of an int beyond Python's digit limit, for a message.
+            del self._lines[start:]
+            self._call(self._const(self._node_fallback(node)), v, path, depth)
+
+    def _keywords(
+        self, node: dict[str, Any], v: str, path: tuple[str, ...], known: Known, depth: int
+    ) -> None:
+        if self._dialect.ref_overrides_siblings and node.get("$ref") is not None:
+            self._ref(node["$ref"], v, path, depth)
+            return
+        foreign = {
+            key
+            for key in node
+            if key in self._dialect.keywords
+            and key not in self._compiled
+            and key not in _NO_OP_KEYWORDS
+        }
+        # unevaluatedProperties/Items read the annotations of every sibling keyword and of
+        # the in-place subschemas below them, so their whole schema object goes to
+        # jsonschema. Nothing above it is affected: jsonschema only ever looks downwards
+        # from the object carrying the keyword, so ancestors just use its verdict.
+        if any(key.startswith("unevaluated") for key in foreign):
+            raise _NodeFallback
+        if "type" in node:
+            known = self._type(node["type"], v, path, known, depth)
+        if "enum" in node:
+            self._enum(node["enum"], v, path, depth)
+        if "const" in node:
+            self._const_keyword(node["const"], v, path, depth)
+        if "$ref" in node:
+            self._ref(node["$ref"], v, path, depth)
+        self._applicators(node, v, path, known, depth)
+        for group, emit in (
+            ("number", self._number_keywords),
+            ("string", self._string_keywords),
+            ("array", self._array_keywords),
+            ("object", self._object_keywords),
+        ):
+            types = _GROUP_TYPES[group]
+            if known is not None and not known & types:
+                continue  # the `type` check above already rejects every such instance
+            if known is not None and known <= types:
+                emit(node, v, path, depth)  # no need to test the type again
+            else:
+                test = _TYPE_TESTS[group].format(v=v)
+                self._block(depth, [f"if {test}:"], partial(emit, node, v, path, depth + 1))
+        if foreign:
+            # Keywords outside the compiled set are independent of the compiled ones, so
+            # only they (with the siblings their jsonschema function reads) go to jsonschema.
+            wanted = foreign.union(*(_COMPANIONS.get(key, ()) for key in foreign))
+            rest = {key: value for key, value in node.items() if key in wanted}
+            self._call(self._const(self._node_fallback(rest)), v, path, depth)
+
+    def _type(self, types: Any, v: str, path: tuple[str, ...], known: Known, depth: int) -> Known:
+        names = [types] if isinstance(types, str) else types
+        if not isinstance(names, list) or not all(name in _TYPE_TESTS for name in names):
+            raise _NodeFallback
+        allowed = frozenset(names) | ({"integer"} if "number" in names else set())
+        if known is not None and known <= allowed:
+            return known
+        test = " or ".join(_TYPE_TESTS[name].format(v=v) for name in names) or "False"
+        suffix = " is not of type " + ", ".join(repr(name) for name in names)
+        self._check(depth, f"not ({test})", path, "type", f"repr({v}) + {suffix!r}")
+        return allowed if known is None else known & allowed
+
+    def _enum(self, members: Any, v: str, path: tuple[str, ...], depth: int) -> None:
+        if not isinstance(members, list):
+            raise _NodeFallback
+        values = self._const(members)
+        message = f"repr({v}) + {f' is not one of {members!r}'!r}"
+        general = f"_enum_has({values}, {v})"
+        # For an exact str/int/float instance, jsonschema's `equal` agrees with hashing
+        # (bools and containers never equal it), unless a member is of some other class.
+        if all(member.__class__ in _PLAIN_JSON for member in members):
+            fast = self._const(frozenset(m for m in members if m.__class__ in _HASHABLE_JSON))
+            exact = f"({v}.__class__ is str or {v}.__class__ is int or {v}.__class__ is float)"
+            self._check(
+                depth, f"not ({v} in {fast} if {exact} else {general})", path, "enum", message
+            )
+        else:
+            self._check(depth, f"not {general}", path, "enum", message)
+
+    def _const_keyword(self, value: Any, v: str, path: tuple[str, ...], depth: int) -> None:
+        message = repr(f"{value!r} was expected")
+        if value.__class__ is str:  # jsonschema's `equal` is plain `==` when one side is str
+            self._check(depth, f"not ({v} == {value!r})", path, "const", message)
+        else:
+            self._check(
+                depth, f"not _json_equal({v}, {self._const(value)})", path, "const", message
+            )
+
+    def _ref(self, ref: Any, v: str, path: tuple[str, ...], depth: int) -> None:
+        if not isinstance(ref, str):
+            raise _NodeFallback
+        target = self._resolve(ref)
+        if target is not True:
+            self._call(self._function(target), v, path, depth)
+
+    def _resolve(self, ref: str) -> Any:
+        """Follow a same-document JSON pointer the way `referencing` does."""
+        if ref != "#" and not ref.startswith("#/"):
+            raise WholeSchemaFallback
+        target: Any = self._root
+        try:
+            for segment in unquote(ref[2:]).split("/") if ref != "#" else ():
+                if isinstance(target, Sequence):
+                    target = target[int(segment)]
+                else:
+                    target = target[segment.replace("~1", "/").replace("~0", "~")]
+        except (LookupError, TypeError, ValueError):
+            raise WholeSchemaFallback from None  # jsonschema fails on it when reached
+        if not isinstance(target, dict | bool):
+            raise WholeSchemaFallback
+        return target
+
+    def _applicators(
+        self, node: dict[str, Any], v: str, path: tuple[str, ...], known: Known, depth: int
+    ) -> None:
+        for key in ("allOf", "anyOf", "oneOf"):
+            if key in node and not isinstance(node[key], list):
+                raise _NodeFallback
+        for subschema in node.get("allOf", ()):
+            if not isinstance(subschema, dict | bool):
+                raise _NodeFallback
+            self._node(subschema, v, path, known, depth)
+        if "anyOf" in node:
+            calls = [f"{self._function(s)}({v}) is not None" for s in node["anyOf"]]
+            failed = " and ".join(calls) or "True"
+            message = f"repr({v}) + ' is not valid under any of the given schemas'"
+            self._check(depth, failed, path, "anyOf", message)
+        if "oneOf" in node:
+            names = [self._function(s) for s in node["oneOf"]]
+            matches = " + ".join(f"({name}({v}) is None)" for name in names) or "0"
+            message = f"_one_of_message({v}, {self._const(node['oneOf'])}, ({', '.join(names)},))"
+            self._check(depth, f"{matches} != 1", path, "oneOf", message)
+        if "not" in node:
+            suffix = f" should not be valid under {node['not']!r}"
+            failed = f"{self._function(node['not'])}({v}) is None"
+            self._check(depth, failed, path, "not", f"repr({v}) + {suffix!r}")
+
+    # -- keywords by instance type ------------------------------------------------------
+
+    def _number_keywords(
+        self, node: dict[str, Any], v: str, path: tuple[str, ...], depth: int
+    ) -> None:
+        for key, operator, text in _NUMBER_BOUNDS:
+            if key in node:
+                limit = _number(node[key])
+                message = f"repr({v}) + {f' {text} {limit!r}'!r}"
+                self._check(depth, f"{v} {operator} {self._literal(limit)}", path, key, message)
+        if "multipleOf" in node:
+            divisor = _number(node["multipleOf"])
+            if not divisor > 0:
+                raise _NodeFallback
+            if isinstance(divisor, float):
+                failed = f"_float_not_multiple({v}, {self._literal(divisor)})"
+            else:
+                failed = f"{v} % {divisor!r}"
+            message = f"repr({v}) + {f' is not a multiple of {divisor}'!r}"
+            self._check(depth, failed, path, "multipleOf", message)
+
+    def _string_keywords(
+        self, node: dict[str, Any], v: str, path: tuple[str, ...], depth: int
+    ) -> None:
+        self._length_bounds(node, "Length", v, path, depth)
+        if "pattern" in node:
+            pattern = node["pattern"]
+            regex = self._const(_regex(pattern))
+            message = f"repr({v}) + {f' does not match {pattern!r}'!r}"
+            self._check(depth, f"{regex}.search({v}) is None", path, "pattern", message)
+
+    def _length_bounds(
+        self, node: dict[str, Any], noun: str, v: str, path: tuple[str, ...], depth: int
+    ) -> None:
+        too_few, too_many = _LENGTH_WORDING[noun]
+        for key, operator, edge, edge_text, text in (
+            (f"min{noun}", "<", 1, "should be non-empty", too_few),
+            (f"max{noun}", ">", 0, "is expected to be empty", too_many),
+        ):
+            if key in node:
+                limit = _number(node[key])
+                message = f"repr({v}) + {' ' + (edge_text if limit == edge else text)!r}"
+                self._check(
+                    depth, f"len({v}) {operator} {self._literal(limit)}", path, key, message
+                )
+
+    def _array_keywords(
+        self, node: dict[str, Any], v: str, path: tuple[str, ...], depth: int
+    ) -> None:
+        self._length_bounds(node, "Items", v, path, depth)
+        if node.get("uniqueItems"):
+            message = f"repr({v}) + ' has non-unique elements'"
+            self._check(depth, f"not _unique({v})", path, "uniqueItems", message)
+        items = node.get("items", True)
+        if self._dialect.legacy_items and isinstance(items, list):
+            self._positional(items, v, path, depth)
+            extra = node.get("additionalItems", True)
+            if extra is False:
+                failed = f"len({v}) > {len(items)}"
+                message = f"_additional_items_message({v}, {len(items)})"
+                self._check(depth, failed, path, "additionalItems", message)
+            else:
+                self._rest_items(extra, len(items), v, path, depth)
+            return
+        if self._dialect.legacy_items:
+            # jsonschema takes len() of a boolean `items` here and raises; keep that.
+            if isinstance(items, bool) and "additionalItems" in node and "items" in node:
+                raise _NodeFallback
+            self._rest_items(items, 0, v, path, depth)
+            return
+        prefix = node.get("prefixItems", [])
+        if not isinstance(prefix, list):
+            raise _NodeFallback
+        self._positional(prefix, v, path, depth)
+        if items is False:
+            failed = f"len({v}) > {len(prefix)}"
+            message = f"_extra_items_message({v}, {len(prefix)})"
+            self._check(depth, failed, path, "items", message)
+        else:
+            self._rest_items(items, len(prefix), v, path, depth)
+
+    def _positional(self, schemas: list[Any], v: str, path: tuple[str, ...], depth: int) -> None:
+        for index, subschema in enumerate(schemas):
+            item = self._name("x")
+            self._block(
+                depth,
+                [f"if len({v}) > {index}:", f"    {item} = {v}[{index}]"],
+                partial(self._node, subschema, item, (*path, str(index)), None, depth + 1),
+            )
+
+    def _rest_items(
+        self, schema: Any, start: int, v: str, path: tuple[str, ...], depth: int
+    ) -> None:
+        index, item = self._name("i"), self._name("x")
+        header = (
+            [f"for {index}, {item} in enumerate({v}):"]
+            if start == 0
+            else [f"for {index} in range({start}, len({v})):", f"    {item} = {v}[{index}]"]
+        )
+        self._block(
+            depth, header, partial(self._node, schema, item, (*path, index), None, depth + 1)
+        )
+
+    def _object_keywords(
+        self, node: dict[str, Any], v: str, path: tuple[str, ...], depth: int
+    ) -> None:
+        present: set[str] = set()
+        required = node.get("required", [])
+        if not isinstance(required, list):
+            raise _NodeFallback
+        for name in required:
+            message = repr(f"{name!r} is a required property")
+            self._check(depth, f"{self._literal(name)} not in {v}", path, "required", message)
+            if name.__class__ is str:
+                present.add(name)
+        self._length_bounds(node, "Properties", v, path, depth)
+        properties = node.get("properties", {})
+        patterns = node.get("patternProperties", {})
+        if not isinstance(properties, dict) or not isinstance(patterns, dict):
+            raise _NodeFallback
+        for name, subschema in properties.items():
+            value, key = self._name("x"), self._literal(name)
+            if name in present:
+                header = [f"{value} = {v}[{key}]"]
+            else:
+                header = [f"if {key} in {v}:", f"    {value} = {v}[{key}]"]
+            inner = depth if name in present else depth + 1
+            self._block(
+                depth,
+                header,
+                partial(self._node, subschema, value, (*path, key), None, inner),
+            )
+        self._pattern_properties(patterns, v, path, depth)
+        if "additionalProperties" in node:
+            self._additional_properties(node, v, path, depth)
+
+    def _pattern_properties(
+        self, patterns: dict[str, Any], v: str, path: tuple[str, ...], depth: int
+    ) -> None:
+        key, value = self._name("k"), self._name("x")
+        start = len(self._lines)
+        for pattern, subschema in patterns.items():
+            regex = self._const(_regex(pattern))
+            self._block(
+                depth,
+                [f"for {key}, {value} in {v}.items():", f"    if {regex}.search({key}):"],
+                partial(self._node, subschema, value, (*path, key), None, depth + 2),
+            )
+        if patterns and len(self._lines) == start:
+            # Even with nothing to check, jsonschema runs re.search on every key, which
+            # raises for a key that is not a string; so must we.
+            regex = self._const(_regex(next(iter(patterns))))
+            self._emit(depth, f"for {key} in {v}:")
+            self._emit(depth + 1, f"{regex}.search({key})")
+
+    def _additional_properties(
+        self, node: dict[str, Any], v: str, path: tuple[str, ...], depth: int
+    ) -> None:
+        schema = node["additionalProperties"]
+        properties, patterns = node.get("properties", {}), node.get("patternProperties", {})
+        names = self._const(frozenset(properties))
+        # jsonschema matches extras against the patterns joined with "|", not one by one,
+        # and skips the match when that joined source is empty.
+        source = "|".join(patterns)
+        joined = self._const(_regex(source)) if source else None
+        key, value = self._name("k"), self._name("x")
+        extra = f"{key} not in {names}" if properties else "True"
+        if joined:
+            extra += f" and {joined}.search({key}) is None"
+        if schema is False:
+            message = (
+                f"_additional_properties_message({v}, {names}, {joined}, "
+                f"{self._const(sorted(patterns) if 'patternProperties' in node else None)})"
+            )
+            if joined:
+                self._emit(depth, f"for {key} in {v}:")
+                self._check(depth + 1, extra, path, "additionalProperties", message)
+            else:
+                failed = f"not ({v}.keys() <= {names})" if properties else v
+                self._check(depth, failed, path, "additionalProperties", message)
+            return
+        self._block(
+            depth,
+            [f"for {key}, {value} in {v}.items():", f"    if {extra}:"],
+            partial(self._node, schema, value, (*path, key), None, depth + 2),
+        )
+
+
+def _number(value: Any) -> int | float:
+    if value.__class__ is int or value.__class__ is float:
+        return value
+    raise _NodeFallback
+
+
+def _regex(pattern: Any) -> re.Pattern[str]:
+    if not isinstance(pattern, str):
+        raise _NodeFallback
+    try:
+        return re.compile(pattern)
+    except re.error:
+        raise _NodeFallback from None  # jsonschema raises the same error when it gets there
+
+
+_LENGTH_WORDING = {
+    "Length": ("is too short", "is too long"),
+    "Items": ("is too short", "is too long"),
+    "Properties": ("does not have enough properties", "has too many properties"),
+}
+_PLAIN_JSON = frozenset({str, int, float, bool, type(None), list, dict})
+_HASHABLE_JSON = frozenset({str, int, float})

@@ -1,0 +1,372 @@
+"""From a loaded policy to the tables `decide()` reads: compile once, decide many.
+
+For each policy (a plain document is one policy named ""):
+
+* `Parts` per tool entry (and for `default: allow`): the entry's conditions, schema
+  validator and limits, compiled once whatever the tool name;
+* `Route` per tool name: a constant decision (hidden, `action: deny`, `default: deny`),
+  or a `ToolProgram` whose decisions name the tool. Exact keys get their routes at
+  compile time; names that only globs match get theirs on first use, in a bounded cache.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from fnmatch import translate
+from typing import Any
+
+from policylayer_core.conditions import Check, compile_condition, describe_type
+from policylayer_core.decision import Decision, Effect
+from policylayer_core.globs import BoundedCache, GlobTable, is_glob
+from policylayer_core.jsontext import pointer_join
+from policylayer_core.model import Condition, Limit, Policy, Rule, RuleSet, ToolEntry
+from policylayer_core.paths import parse_path
+from policylayer_core.program import CostSource, LimitPlan, RuleCheck, Step, ToolProgram
+from policylayer_core.ratelimit import BucketSpec, RateLimitStore
+from policylayer_core.schemas import describe_violation
+from policylayer_core.validators import ArgumentValidator, compile_validator
+
+__all__ = ["ROUTE_CACHE_SIZE", "CompiledPolicy", "Route"]
+
+ROUTE_CACHE_SIZE = 65_536  # tool names resolved through globs or the default, per policy
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    """How calls to one tool name are decided.
+
+    `constant` is returned whatever the arguments (a static denial); `static` is
+    returned when the arguments are None or an object (a plain allow); otherwise
+    `program` runs. `steps` record how the name was resolved, for `explain()`.
+    `listed` is false for a tool that is hidden or falls to `default: deny`, which
+    tools/list leaves out. A tool with `action: deny` stays listed: the format calls it
+    "visible but always denied", which is what sets it apart from `hide`.
+    """
+
+    constant: Decision | None
+    static: Decision | None
+    program: ToolProgram | None
+    steps: tuple[Step, ...]
+    listed: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class _RuleParts:
+    pointer: str
+    holds: Check | None
+    summary: str
+    on_deny: str | None
+    name: str | None = None
+
+    @property
+    def label(self) -> str:
+        """How a generated reason names the rule: its pointer, with its name when it has one."""
+        return f"'{self.name}' at {self.pointer}" if self.name else self.pointer
+
+    @property
+    def detail(self) -> str:
+        """What an explain step shows: the conditions, after the rule's name."""
+        return f"'{self.name}': {self.summary}" if self.name else self.summary
+
+
+@dataclass(frozen=True, slots=True)
+class Parts:
+    """What one tool entry (or the default) compiles to, independent of the tool name."""
+
+    key: str | None
+    entry_pointer: str
+    on_deny: str | None
+    action: str
+    validator: ArgumentValidator | None
+    requires: tuple[_RuleParts, ...]
+    deny_ifs: tuple[_RuleParts, ...]
+    approve_ifs: tuple[_RuleParts, ...]
+    limits: tuple[LimitPlan, ...]
+
+
+def _summary(conditions: list[Condition]) -> str:
+    if not conditions:
+        return "always"
+    parts = []
+    for c in conditions:
+        value = (
+            ""
+            if "value" not in c.model_fields_set
+            else " " + json.dumps(c.value, ensure_ascii=False)
+        )
+        parts.append(f"{c.path} {c.op}{value}")
+    return " and ".join(parts)
+
+
+def _compile_rule(pointer: str, rule: Rule | Condition) -> _RuleParts:
+    if isinstance(rule, Condition):  # a bare condition in `require`
+        check = compile_condition(
+            pointer, rule.path, rule.op, rule.value, "value" in rule.model_fields_set
+        )
+        return _RuleParts(pointer, check, _summary([rule]), None)
+    checks = [
+        compile_condition(
+            f"{pointer}/conditions/{i}", c.path, c.op, c.value, "value" in c.model_fields_set
+        )
+        for i, c in enumerate(rule.conditions)
+    ]
+    return _RuleParts(pointer, _all_of(checks), _summary(rule.conditions), rule.on_deny, rule.name)
+
+
+def _all_of(checks: list[Check]) -> Check | None:
+    if not checks:
+        return None
+    if len(checks) == 1:
+        return checks[0]
+
+    def all_hold(identity: str, tool: str, args: Any, session: str | None) -> bool:
+        for check in checks:  # noqa: SIM110 - a plain loop is cheaper than all() over a generator
+            if not check(identity, tool, args, session):
+                return False  # later conditions are not evaluated (and cannot be indeterminate)
+        return True
+
+    return all_hold
+
+
+def _window_label(limit: Limit) -> str:
+    if isinstance(limit.window, str):
+        return f"{limit.max} per {limit.window}"
+    return f"{limit.max} per {limit.window:g} s"
+
+
+class CompiledPolicy:
+    """One policy's decision tables; `route(tool)` is the hot lookup."""
+
+    def __init__(
+        self, policy: Policy, *, name: str, prefix: str, store: RateLimitStore, enforced: bool
+    ) -> None:
+        self.name = name
+        self.prefix = prefix
+        self.enforced = enforced and policy.mode != "shadow"
+        self._store = store
+        self._default = policy.default
+        self._hide = tuple(policy.hide)
+        # `hide` is read in file order: the first entry that matches decides.
+        self._hide_matchers = tuple(
+            re.compile(translate(p)).match if is_glob(p) else p.__eq__ for p in policy.hide
+        )
+        all_tools = policy.all_tools or RuleSet()
+        self._parts: dict[str, Parts] = {
+            key: self._compile_entry(key, entry, all_tools) for key, entry in policy.tools.items()
+        }
+        self._exact = {key: parts for key, parts in self._parts.items() if not is_glob(key)}
+        self._globs = GlobTable((key, parts) for key, parts in self._parts.items() if is_glob(key))
+        self._default_parts = self._compile_entry(None, ToolEntry(), all_tools)
+        self._cache: BoundedCache[Route] = BoundedCache(ROUTE_CACHE_SIZE)
+        self.routes: dict[str, Route] = {
+            name: self.resolve(name)
+            for name in (*self._exact, *(p for p in self._hide if not is_glob(p)))
+        }
+
+    # -- compile time ---------------------------------------------------------------
+
+    def _ptr(self, *tokens: str | int) -> str:
+        pointer = self.prefix
+        for token in tokens:
+            pointer = pointer_join(pointer, token)
+        return pointer
+
+    def _compile_entry(self, key: str | None, entry: ToolEntry, all_tools: RuleSet) -> Parts:
+        base = self._ptr("tools", key) if key is not None else self._ptr("default")
+
+        def rules(attr: str) -> tuple[_RuleParts, ...]:
+            shared = [
+                _compile_rule(self._ptr("all_tools", attr, i), r)
+                for i, r in enumerate(getattr(all_tools, attr))
+            ]
+            own = (
+                [_compile_rule(f"{base}/{attr}/{i}", r) for i, r in enumerate(getattr(entry, attr))]
+                if key is not None
+                else []
+            )
+            return tuple(shared + own)
+
+        validator = None
+        if entry.json_schema is not None:
+            validator = compile_validator(entry.json_schema)
+        limits = [
+            (self._ptr("all_tools", "limits", i), lim) for i, lim in enumerate(all_tools.limits)
+        ]
+        if key is not None:
+            limits += [(f"{base}/limits/{i}", lim) for i, lim in enumerate(entry.limits)]
+        return Parts(
+            key=key,
+            entry_pointer=base,
+            on_deny=entry.on_deny,
+            action=entry.action,
+            validator=validator,
+            requires=rules("require"),
+            deny_ifs=rules("deny_if"),
+            approve_ifs=rules("approve_if"),
+            limits=self._plan_limits(limits),
+        )
+
+    def _plan_limits(self, limits: list[tuple[str, Limit]]) -> tuple[LimitPlan, ...]:
+        # A bucket is charged once per call, with the larger cost, when all_tools and
+        # the tool name the same counter.
+        plans: dict[BucketSpec, tuple[str, list[CostSource], str]] = {}
+        for pointer, limit in limits:
+            spec = BucketSpec(
+                namespace=self.name,
+                counter=limit.counter if limit.counter is not None else pointer,
+                scope="grant" if limit.scope == "identity" else limit.scope,
+                max=limit.max,
+                window=limit.window_seconds,
+                burst=limit.burst if limit.burst is not None else limit.max,
+            )
+            if isinstance(limit.cost, str):
+                source = CostSource(pointer, 1, parse_path(limit.cost).steps, limit.cost)
+            else:
+                source = CostSource(pointer, limit.cost, None, "")
+            first = plans.setdefault(spec, (pointer, [], _window_label(limit)))
+            first[1].append(source)
+        return tuple(
+            LimitPlan(spec, p, tuple(sources), label) for spec, (p, sources, label) in plans.items()
+        )
+
+    # -- routes ---------------------------------------------------------------------
+
+    def route(self, tool: str) -> Route:
+        """The route for a tool name (exact table, then cache, then resolution)."""
+        found = self.routes.get(tool) or self._cache.get(tool)
+        if found is None:
+            found = self._cache.put(tool, self.resolve(tool))
+        return found
+
+    def _hide_index(self, tool: str) -> int | None:
+        for index, matches in enumerate(self._hide_matchers):
+            if matches(tool):
+                return index
+        return None
+
+    def resolve(self, tool: str) -> Route:
+        """Resolve a tool name through hide, tool keys and the default (steps 2-4)."""
+        steps: list[Step] = []
+        parts = self._exact.get(tool)
+        if parts is not None:
+            how = "matched exactly"
+        else:
+            matched = self._globs.match(tool)
+            parts = matched[1] if matched is not None else None
+            how = "matched by glob"
+        on_deny = parts.on_deny if parts is not None else None
+        hidden = self._hide_index(tool)
+        if hidden is not None:
+            pointer = self._ptr("hide", hidden)
+            steps.append(Step(pointer, "hidden", f"'{self._hide[hidden]}' matches '{tool}'"))
+            reason = on_deny or f"The tool '{tool}' is not available: the policy hides it."
+            denial = self._make(Effect.DENY, tool, pointer, reason)
+            return Route(denial, None, None, tuple(steps), listed=False)
+        if parts is None:
+            pointer = self._ptr("default")
+            steps.append(Step(pointer, f"no tool entry matches; default is {self._default}"))
+            if self._default == "deny":
+                reason = (
+                    f"The tool '{tool}' is not allowed: the policy allows only the tools it lists."
+                )
+                denial = self._make(Effect.DENY, tool, pointer, reason)
+                return Route(denial, None, None, tuple(steps), listed=False)
+            return self._program_route(self._default_parts, tool, steps)
+        steps.append(Step(parts.entry_pointer, how, f"'{parts.key}'"))
+        if parts.action == "deny":
+            pointer = parts.entry_pointer + "/action"
+            steps.append(Step(pointer, "action is deny"))
+            reason = on_deny or f"The tool '{tool}' is denied by the policy."
+            return Route(self._make(Effect.DENY, tool, pointer, reason), None, None, tuple(steps))
+        return self._program_route(parts, tool, steps)
+
+    def _program_route(self, parts: Parts, tool: str, steps: list[Step]) -> Route:
+        program = self._instantiate(parts, tool)
+        static = program.allow if program.is_static else None
+        return Route(None, static, program, tuple(steps))
+
+    def _make(
+        self, effect: Effect, tool: str, rule: str, reason: str, retry_after: float | None = None
+    ) -> Decision:
+        return Decision(effect, tool, rule, reason, enforced=self.enforced, retry_after=retry_after)
+
+    def _instantiate(self, parts: Parts, tool: str) -> ToolProgram:
+        def make(effect: Effect, rule: str, reason: str, retry_after: float | None) -> Decision:
+            return self._make(effect, tool, rule, reason, retry_after)
+
+        def decided(rule: _RuleParts, effect: Effect, generated: str) -> RuleCheck:
+            reason = rule.on_deny or parts.on_deny or generated
+            return RuleCheck(
+                rule.pointer,
+                rule.holds,
+                make(effect, rule.pointer, reason, None),
+                rule.summary
+                if rule.label == rule.pointer
+                else f"{rule.label.split(' at ')[0]}: {rule.summary}",
+            )
+
+        entry = parts.entry_pointer
+
+        def not_object(args: Any) -> Decision:
+            reason = (
+                f"The arguments for '{tool}' must be a JSON object, but they are "
+                f"{describe_type(args)}; send an object of named arguments."
+            )
+            return make(Effect.DENY, entry, reason, None)
+
+        approval = None
+        if parts.action == "approve":
+            reason = parts.on_deny or f"Every call to '{tool}' needs a human's approval."
+            approval = make(Effect.APPROVAL_REQUIRED, entry + "/action", reason, None)
+        allowed_by = (
+            f"the policy's entry '{parts.key}'"
+            if parts.key is not None
+            else "the policy's default (allow)"
+        )
+        return ToolProgram(
+            tool=tool,
+            entry_pointer=entry,
+            make=make,
+            not_object=not_object,
+            validator=parts.validator,
+            schema_pointer=entry + "/schema",
+            violation_reason=_violation_reason(tool),
+            requires=tuple(
+                decided(
+                    r,
+                    Effect.DENY,
+                    f"The call to '{tool}' is denied: it must meet {r.summary} (rule {r.label}).",
+                )
+                for r in parts.requires
+            ),
+            deny_ifs=tuple(
+                decided(
+                    r,
+                    Effect.DENY,
+                    f"The call to '{tool}' is denied because {r.summary} (rule {r.label}).",
+                )
+                for r in parts.deny_ifs
+            ),
+            approval=approval,
+            approve_ifs=tuple(
+                decided(
+                    r,
+                    Effect.APPROVAL_REQUIRED,
+                    f"The call to '{tool}' needs a human's approval because {r.summary} "
+                    f"(rule {r.label}).",
+                )
+                for r in parts.approve_ifs
+            ),
+            limits=parts.limits,
+            store=self._store,
+            allow=make(
+                Effect.ALLOW, entry, f"The call to '{tool}' is allowed by {allowed_by}.", None
+            ),
+        )
+
+
+def _violation_reason(tool: str) -> Callable[[Any], str]:
+    return lambda violation: describe_violation(tool, violation)

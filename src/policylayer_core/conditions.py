@@ -1,0 +1,285 @@
+"""Conditions compiled into closures, once, when a policy loads.
+
+A compiled condition is called as `check(identity, tool, args, session)` and returns
+True or False, or raises `Indeterminate` when the argument is present but of a type
+the operator cannot judge (the format's fail-closed rule). The policy's side of
+every comparison (regexes, globs, sets of strings) is prepared here so the call
+does as little as possible.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Callable
+from fnmatch import translate
+from typing import Any
+
+from policylayer_core.paths import MISSING, ShapeMismatch, parse_path, resolve
+
+__all__ = ["Check", "Indeterminate", "compile_condition", "describe_type", "json_equal"]
+
+Check = Callable[[str, str, Any, "str | None"], bool]
+Predicate = Callable[[Any], bool]
+
+
+class Indeterminate(Exception):  # noqa: N818 - a verdict carried up to the engine, not an error
+    """A condition could not be judged; the engine denies the call at `pointer`."""
+
+    def __init__(self, pointer: str, reason: str) -> None:
+        super().__init__(reason)
+        self.pointer = pointer
+        self.reason = reason
+
+
+class _Confused(Exception):  # noqa: N818 - internal signal, turned into Indeterminate
+    def __init__(self, needed: str) -> None:
+        super().__init__(needed)
+        self.needed = needed
+
+
+def describe_type(value: Any) -> str:
+    """How a reason names what was found: 'a string', 'null', 'NaN', 'a Python set'."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, float) and math.isnan(value):
+        return "NaN"
+    if isinstance(value, int | float):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list):
+        return "an array"
+    if isinstance(value, dict):
+        return "an object"
+    return f"a Python {type(value).__name__}, which is not a JSON value"
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def json_equal(a: Any, b: Any) -> bool:
+    """JSON equality: true is not 1, 1 equals 1.0, arrays and objects compare deeply.
+
+    `b` is always the policy's own (JSON) value; `a` comes from the caller and may be
+    anything, so unknown types and NaN raise _Confused rather than being guessed at.
+    """
+    if isinstance(a, bool) or isinstance(b, bool):
+        if not isinstance(a, bool | int | float | str | list | dict) and a is not None:
+            raise _Confused("a JSON value")
+        return isinstance(a, bool) and isinstance(b, bool) and a is b
+    if _is_number(a):
+        if isinstance(a, float) and math.isnan(a):
+            raise _Confused("a number that is not NaN")
+        return _is_number(b) and bool(a == b)
+    if isinstance(a, str):
+        return type(b) is str and str.__eq__(a, b) is True
+    if a is None:
+        return b is None
+    if isinstance(a, list):
+        return (
+            isinstance(b, list)
+            and len(a) == len(b)
+            and all(json_equal(x, y) for x, y in zip(a, b, strict=True))
+        )
+    if isinstance(a, dict):
+        if not isinstance(b, dict) or len(a) != len(b):
+            return False
+        for key, value in b.items():
+            if key not in a:
+                return False
+            if not json_equal(a[key], value):
+                return False
+        return True
+    raise _Confused("a JSON value")
+
+
+def _equals(value: Any) -> Predicate:
+    if type(value) is str:
+        # The common case, kept cheap: a plain string equals only the same string.
+        def eq_str(x: Any) -> bool:
+            if type(x) is str:
+                return x == value
+            return json_equal(x, value)
+
+        return eq_str
+    return lambda x: json_equal(x, value)
+
+
+def _member_of(values: list[Any]) -> Predicate:
+    if all(type(v) is str for v in values):
+        strings = frozenset(values)
+
+        def in_strings(x: Any) -> bool:
+            if type(x) is str:
+                return x in strings
+            return any(json_equal(x, v) for v in values)
+
+        return in_strings
+    return lambda x: any(json_equal(x, v) for v in values)
+
+
+def _number(x: Any) -> Any:
+    if type(x) is int:
+        return x
+    if not _is_number(x):
+        raise _Confused("a number")
+    if isinstance(x, float) and math.isnan(x):
+        raise _Confused("a number that is not NaN")
+    return x
+
+
+def _string(x: Any) -> str:
+    if type(x) is not str:
+        raise _Confused("a string")
+    return x
+
+
+def _length(x: Any) -> int:
+    if isinstance(x, str | list | dict):
+        return len(x)
+    raise _Confused("a string, array or object")
+
+
+def _contains(value: Any) -> Predicate:
+    def contains(x: Any) -> bool:
+        if type(x) is str:
+            if type(value) is not str:
+                raise _Confused("an array (the policy's value is not a string)")
+            return value in x
+        if isinstance(x, list):
+            return any(json_equal(element, value) for element in x)
+        raise _Confused("a string or an array")
+
+    return contains
+
+
+def _predicate(op: str, value: Any) -> Predicate:
+    if op == "eq":
+        return _equals(value)
+    if op == "neq":
+        eq = _equals(value)
+        return lambda x: not eq(x)
+    if op == "in":
+        return _member_of(value)
+    if op == "not_in":
+        member = _member_of(value)
+        return lambda x: not member(x)
+    if op == "lt":
+        return lambda x: bool(_number(x) < value)
+    if op == "lte":
+        return lambda x: bool(_number(x) <= value)
+    if op == "gt":
+        return lambda x: bool(_number(x) > value)
+    if op == "gte":
+        return lambda x: bool(_number(x) >= value)
+    if op == "regex":
+        search = re.compile(value).search
+        return lambda x: search(_string(x)) is not None
+    if op == "glob":
+        match = re.compile(translate(value)).match
+        return lambda x: match(_string(x)) is not None
+    if op == "starts_with":
+        return lambda x: _string(x).startswith(value)
+    if op == "ends_with":
+        return lambda x: _string(x).endswith(value)
+    if op == "contains":
+        return _contains(value)
+    if op == "len_gt":
+        return lambda x: _length(x) > value
+    if op == "len_gte":
+        return lambda x: _length(x) >= value
+    if op == "len_lt":
+        return lambda x: _length(x) < value
+    if op == "len_lte":
+        return lambda x: _length(x) <= value
+    if op == "len_eq":
+        return lambda x: _length(x) == value
+    raise ValueError(f"unknown operator {op!r}")  # the model admits only the operators above
+
+
+def _confusion_reason(path: str, op: str, found: Any, needed: str) -> str:
+    return (
+        f"The argument {path} is {describe_type(found)}, but the condition '{op}' needs "
+        f"{needed}, so the call is denied to stay safe; send {needed} at {path}."
+    )
+
+
+def _shape_reason(path: str, mismatch: ShapeMismatch) -> str:
+    return (
+        f"The path {path} cannot be followed: it meets {describe_type(mismatch.found)} "
+        f"where it needs {mismatch.needed}, so the call is denied to stay safe."
+    )
+
+
+def compile_condition(pointer: str, path: str, op: str, value: Any, has_value: bool) -> Check:
+    """Compile one condition of the policy at `pointer` into a check."""
+    parsed = parse_path(path)
+    root, steps = parsed.root, parsed.steps
+    fan_out = "*" in steps
+
+    def values(identity: str, tool: str, args: Any, session: str | None) -> list[Any]:
+        if root == "args":
+            start: Any = args
+        elif root == "identity":
+            start = identity
+        elif root == "tool":
+            start = tool
+        else:
+            start = MISSING if session is None else session
+        if start is MISSING:
+            return []
+        found: list[Any] = []
+        resolve(start, steps, 0, path, found)
+        return found
+
+    if op == "exists":
+        wanted = value is not False if has_value else True
+
+        def exists(identity: str, tool: str, args: Any, session: str | None) -> bool:
+            try:
+                resolved = bool(values(identity, tool, args, session))
+            except ShapeMismatch:
+                resolved = False
+            return resolved is wanted
+
+        return exists
+
+    predicate = _predicate(op, value)
+
+    if not fan_out and root == "args" and len(steps) == 1:
+        key = steps[0]
+
+        # The most common shape, `args.name`, reads one key with no list building.
+        def one_key(identity: str, tool: str, args: Any, session: str | None) -> bool:
+            found = args.get(key, MISSING)
+            if found is MISSING:
+                return False
+            try:
+                return predicate(found)
+            except _Confused as confused:
+                raise Indeterminate(
+                    pointer, _confusion_reason(path, op, found, confused.needed)
+                ) from None
+
+        return one_key
+
+    def general(identity: str, tool: str, args: Any, session: str | None) -> bool:
+        try:
+            found = values(identity, tool, args, session)
+        except ShapeMismatch as mismatch:
+            raise Indeterminate(pointer, _shape_reason(path, mismatch)) from None
+        holds = False
+        for element in found:
+            try:
+                holds = predicate(element) or holds
+            except _Confused as confused:
+                raise Indeterminate(
+                    pointer, _confusion_reason(path, op, element, confused.needed)
+                ) from None
+        return holds
+
+    return general

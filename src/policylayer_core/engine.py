@@ -1,0 +1,309 @@
+"""`PolicyEngine`: decide, explain, list visible tools, reload.
+
+The engine holds one immutable `_State` (the compiled policies and grant tables) and
+swaps it whole on reload, so a call sees either the old policy or the new one, never
+a mix. The rate-limit store outlives reloads: buckets are keyed by their definition,
+so the ones whose definition did not change keep their tokens.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from os import PathLike
+from pathlib import Path
+from typing import Any
+
+from policylayer_core.compiler import CompiledPolicy
+from policylayer_core.conditions import describe_type
+from policylayer_core.decision import Decision, Effect
+from policylayer_core.globs import BoundedCache, GlobTable, is_glob
+from policylayer_core.jsontext import pointer_join
+from policylayer_core.loader import LoadedPolicy, load_policy
+from policylayer_core.program import Step
+from policylayer_core.ratelimit import MemoryStore, RateLimitStore
+
+__all__ = ["IDENTITY_CACHE_SIZE", "Explanation", "PolicyEngine"]
+
+IDENTITY_CACHE_SIZE = 131_072  # identities resolved through grant globs, per loaded bundle
+
+_log = logging.getLogger("policylayer_core")
+
+Source = str | PathLike[str] | Mapping[str, Any] | LoadedPolicy
+
+
+@dataclass(frozen=True, slots=True)
+class Explanation:
+    """The result of `explain()`: the decision `decide()` would give, and every step taken."""
+
+    decision: Decision
+    steps: tuple[Step, ...]
+
+    def __str__(self) -> str:
+        d = self.decision
+        lines = [f"{d.effect.value.upper()} {d.tool!r} at {d.rule or '(root)'}: {d.reason}"]
+        if d.retry_after is not None:
+            lines[0] += f" (retry after {d.retry_after:.3f} s)"
+        if not d.enforced:
+            lines.append("shadow mode: not enforced, the call goes through")
+        lines += [f"  {i}. {step}" for i, step in enumerate(self.steps, 1)]
+        return "\n".join(lines)
+
+
+class _State:
+    """One loaded policy, compiled. Never mutated after construction (but for its caches)."""
+
+    def __init__(self, loaded: LoadedPolicy, store: RateLimitStore) -> None:
+        self.loaded = loaded
+        self.policies = {
+            name: CompiledPolicy(
+                policy,
+                name=name,
+                prefix=pointer_join("/policies", name) if loaded.is_bundle else "",
+                store=store,
+                enforced=True,
+            )
+            for name, policy in loaded.policies.items()
+        }
+        self.single = None if loaded.is_bundle else self.policies[""]
+        # The mode of denials made before a policy is chosen (see _check_input).
+        self.enforced = self.single.enforced if self.single is not None else True
+        grants = loaded.grants
+        self.grants_exact = {k: self.policies[v] for k, v in grants.items() if not is_glob(k)}
+        self.grants_globs = GlobTable(
+            (k, self.policies[v]) for k, v in grants.items() if is_glob(k)
+        )
+        self.grant_keys = dict(grants)
+        self._cache: BoundedCache[CompiledPolicy | None] = BoundedCache(IDENTITY_CACHE_SIZE)
+        self._no_match = object()
+
+    def policy_for(self, identity: str) -> CompiledPolicy | None:
+        policy = self.grants_exact.get(identity)
+        if policy is not None:
+            return policy
+        cached = self._cache.get(identity, self._no_match)
+        if cached is not self._no_match:
+            return cached  # type: ignore[return-value]
+        matched = self.grants_globs.match(identity)
+        return self._cache.put(identity, matched[1] if matched is not None else None)
+
+    def grant_steps(self, identity: str) -> list[Step]:
+        if identity in self.grants_exact:
+            return [
+                Step(
+                    pointer_join("/grants", identity),
+                    "grant matched exactly",
+                    self.grant_keys[identity],
+                )
+            ]
+        matched = self.grants_globs.match(identity)
+        if matched is None:
+            return [Step("/grants", "no grant matches", identity)]
+        return [Step(pointer_join("/grants", matched[0]), "grant matched by glob", matched[1].name)]
+
+
+def _no_grant(identity: str, tool: str) -> Decision:
+    reason = (
+        f"No policy applies to the identity '{identity}': no grant in the bundle matches it, "
+        "so every call is denied; ask an administrator for a grant."
+    )
+    return Decision(Effect.DENY, tool, "/grants", reason)
+
+
+def _as_str(value: Any) -> str | None:
+    if type(value) is str:
+        return value
+    if isinstance(value, str):
+        return str.__str__(value)  # a str subclass: keep the characters, drop the class
+    return None
+
+
+class PolicyEngine:
+    """Decides MCP tool calls against a policy: allow, deny, rate limited or approval.
+
+    Build one per policy source and share it: `decide()` is thread-safe and never raises
+    for what a caller sends. Keyword options: `clock` (a monotonic clock in seconds,
+    used by the default in-memory rate-limit store), `audit` (an audit sink, accepted
+    for forward compatibility), and `store` (a rate-limit store; default `MemoryStore`).
+    """
+
+    def __init__(
+        self,
+        policy: Source,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        audit: Any = None,
+        store: RateLimitStore | None = None,
+    ) -> None:
+        self.clock = clock
+        self.audit = audit
+        self.store: RateLimitStore = store if store is not None else MemoryStore(clock=clock)
+        self._reload_lock = threading.Lock()
+        self._failures_logged: set[type[BaseException]] = set()
+        self.internal_failures = 0
+        self._state = _State(load_policy(policy), self.store)
+
+    @classmethod
+    def from_file(cls, path: str | PathLike[str], **options: Any) -> PolicyEngine:
+        """Load the policy at `path` (JSON) and build an engine for it."""
+        return cls(load_policy(Path(path)), **options)
+
+    @classmethod
+    def from_dict(cls, document: Mapping[str, Any], **options: Any) -> PolicyEngine:
+        """Build an engine from a policy document already parsed into a dict."""
+        return cls(load_policy(document), **options)
+
+    @property
+    def policy(self) -> LoadedPolicy:
+        """The policy in force."""
+        return self._state.loaded
+
+    def reload(self, source: Source) -> None:
+        """Replace the policy atomically.
+
+        On a bad document this raises `PolicyError` and the old policy stays in force.
+        """
+        loaded = load_policy(source)
+        with self._reload_lock:
+            self._state = _State(loaded, self.store)
+
+    def decide(
+        self,
+        identity: str,
+        tool: str,
+        args: Any = None,
+        *,
+        session: str | None = None,
+        approved: bool = False,
+    ) -> Decision:
+        """Decide one call. Never raises: whatever arrives, a Decision comes back."""
+        state = self._state
+        try:
+            if (
+                identity.__class__ is not str
+                or tool.__class__ is not str
+                or (session is not None and session.__class__ is not str)
+            ):
+                return self._odd_input(identity, tool, args, session, approved)
+            policy = state.single
+            if policy is None:
+                policy = state.policy_for(identity)
+                if policy is None:
+                    return _no_grant(identity, tool)
+            route = policy.routes.get(tool) or policy.route(tool)
+            decision = route.constant
+            if decision is not None:
+                return decision
+            decision = route.static
+            if decision is not None and (args is None or args.__class__ is dict):
+                return decision
+            assert route.program is not None
+            return route.program.run(identity, args, session, approved)
+        except Exception as exc:
+            return self._failed(exc, tool)
+
+    def _odd_input(
+        self, identity: Any, tool: Any, args: Any, session: Any, approved: bool
+    ) -> Decision:
+        checked = self._check_input(identity, tool, session)
+        if isinstance(checked, Decision):
+            return checked
+        who, name, sess = checked
+        return self.decide(who, name, args, session=sess, approved=approved)
+
+    def _check_input(
+        self, identity: Any, tool: Any, session: Any
+    ) -> tuple[str, str, str | None] | Decision:
+        """Plain strings for the call's names, or the denial that says which is wrong."""
+        name, who, sess = _as_str(tool), _as_str(identity), _as_str(session)
+        if name is None:
+            problem = f"The tool name must be a string, but it is {describe_type(tool)}."
+        elif who is None:
+            problem = f"The identity must be a string, but it is {describe_type(identity)}."
+        elif sess is None and session is not None:
+            problem = f"The session must be a string or None, but it is {describe_type(session)}."
+        else:
+            return who, name, sess
+        # Denials made before a policy is chosen follow a plain policy's mode, so shadow
+        # mode still lets every call through; in a bundle they are enforced.
+        return Decision(Effect.DENY, name or "", "", problem, enforced=self._state.enforced)
+
+    def _failed(self, exc: Exception, tool: Any) -> Decision:
+        self.internal_failures += 1
+        if type(exc) not in self._failures_logged:
+            self._failures_logged.add(type(exc))
+            _log.error("policylayer_core failed while deciding a call; it was denied", exc_info=exc)
+        reason = (
+            f"The policy engine failed while deciding this call ({type(exc).__name__}), so the "
+            "call is denied to stay safe; the server's log has the details."
+        )
+        name = _as_str(tool) or ""
+        return Decision(Effect.DENY, name, "", reason, enforced=self._state.enforced)
+
+    def explain(
+        self,
+        identity: str,
+        tool: str,
+        args: Any = None,
+        *,
+        session: str | None = None,
+        approved: bool = False,
+    ) -> Explanation:
+        """A dry run: the decision `decide()` would give, with every step; takes no tokens."""
+        checked = self._check_input(identity, tool, session)
+        if isinstance(checked, Decision):
+            return Explanation(checked, (Step("", "input rejected", checked.reason),))
+        who, name, sess = checked
+        steps: list[Step] = []
+        try:
+            decision = self._explain(who, name, args, session=sess, approved=approved, steps=steps)
+        except Exception as exc:  # explain fails closed, like decide
+            decision = self._failed(exc, name)
+            steps.append(Step("", "engine failure: deny", decision.reason))
+        return Explanation(decision, tuple(steps))
+
+    def _explain(
+        self,
+        identity: str,
+        tool: str,
+        args: Any,
+        *,
+        session: str | None,
+        approved: bool,
+        steps: list[Step],
+    ) -> Decision:
+        state = self._state
+        policy = state.single
+        if policy is None:
+            steps += state.grant_steps(identity)
+            policy = state.policy_for(identity)
+            if policy is None:
+                return _no_grant(identity, tool)
+        route = policy.resolve(tool)
+        steps += route.steps
+        if route.constant is not None:
+            return route.constant
+        assert route.program is not None
+        return route.program.run(identity, args, session, approved, steps, dry=True)
+
+    def visible_tools(self, identity: str, names: Iterable[str]) -> list[str]:
+        """The names this identity may see in tools/list, in the order given.
+
+        Drops the tools this identity cannot see: hidden ones, those that fall to
+        `default: deny`, and every tool when no grant matches the identity. A tool with
+        `action: deny` stays: the format calls it "visible but always denied". In shadow
+        mode nothing is dropped.
+        """
+        state = self._state
+        names = [n for n in names if isinstance(n, str)]
+        if not isinstance(identity, str):
+            return []
+        policy = state.single if state.single is not None else state.policy_for(identity)
+        if policy is None:
+            return []
+        if not policy.enforced:
+            return names
+        return [n for n in names if policy.route(n).listed]

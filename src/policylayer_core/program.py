@@ -1,0 +1,299 @@
+"""A tool's compiled rules: steps 5 to 11 of the evaluation order, as one function.
+
+The compiler (`compiler.py`) builds one `ToolProgram` per tool entry (and one for
+tools that fall to `default: allow`), with every decision that needs no state made
+in advance. `run` walks only the steps the policy actually uses, in the order of
+the format: arguments, schema, require, deny_if, approval, limits, allow. With a
+`trace` list it also records each step, which is how `explain()` shows its work
+through the very code that decides.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Hashable
+from dataclasses import dataclass
+from typing import Any
+
+from policylayer_core.conditions import Check, Indeterminate, describe_type
+from policylayer_core.decision import Decision, Effect
+from policylayer_core.paths import ShapeMismatch, resolve
+from policylayer_core.ratelimit import BucketSpec, RateLimitStore, Shortfall
+from policylayer_core.validators import ArgumentValidator
+
+__all__ = ["CostSource", "LimitPlan", "RuleCheck", "Step", "ToolProgram", "read_cost"]
+
+_EMPTY: dict[str, Any] = {}
+
+# Builds a decision in the policy's mode: (effect, rule pointer, reason, retry_after).
+DecisionMaker = Callable[[Effect, str, str, "float | None"], Decision]
+
+
+@dataclass(frozen=True, slots=True)
+class Step:
+    """One step of an explanation: where in the policy, what happened, and a detail."""
+
+    pointer: str
+    outcome: str
+    detail: str = ""
+
+    def __str__(self) -> str:
+        detail = f" ({self.detail})" if self.detail else ""
+        return f"{self.pointer or '(root)'}: {self.outcome}{detail}"
+
+
+Trace = list[Step] | None
+
+
+@dataclass(frozen=True, slots=True)
+class RuleCheck:
+    """A compiled rule: its pointer, its conditions as one check, and its verdict.
+
+    `holds` is None for a rule with no conditions, which always holds.
+    """
+
+    pointer: str
+    holds: Check | None
+    decision: Decision
+    summary: str
+
+
+@dataclass(frozen=True, slots=True)
+class CostSource:
+    """Where one limit of the call gets its cost: a literal, or an `args.` path."""
+
+    pointer: str
+    literal: int
+    path: tuple[str, ...] | None
+    path_text: str
+
+
+@dataclass(frozen=True, slots=True)
+class LimitPlan:
+    """One bucket a call charges; `sources` has two entries when all_tools and the tool share it."""
+
+    spec: BucketSpec
+    pointer: str
+    sources: tuple[CostSource, ...]
+    label: str
+
+
+def read_cost(source: CostSource, args: dict[str, Any], tool: str) -> int:
+    """The tokens one cost source asks for; raise Indeterminate for an unusable value."""
+    if source.path is None:
+        return source.literal
+    found: list[Any] = []
+    try:
+        resolve(args, source.path, 0, source.path_text, found)
+    except ShapeMismatch as mismatch:
+        raise Indeterminate(
+            source.pointer,
+            f"The cost of calling '{tool}' is read from {source.path_text}, but that path meets "
+            f"{describe_type(mismatch.found)} where it needs {mismatch.needed}, so the call is "
+            "denied to stay safe.",
+        ) from None
+    if not found:
+        return 1  # a cost path that does not resolve costs 1
+    value = found[0]
+    if isinstance(value, str | list | dict):
+        return len(value)
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+        return int(value)
+    if isinstance(value, float) and math.isfinite(value) and value >= 0 and value.is_integer():
+        return int(value)
+    raise Indeterminate(
+        source.pointer,
+        f"The cost of calling '{tool}' is read from {source.path_text}, which is "
+        f"{describe_type(value)}; it must be a non-negative whole number or a string, array or "
+        "object, so the call is denied to stay safe.",
+    )
+
+
+class ToolProgram:
+    """Everything the policy says about one tool, compiled; `run` decides a call."""
+
+    __slots__ = (
+        "allow",
+        "approval",
+        "approve_ifs",
+        "deny_ifs",
+        "entry_pointer",
+        "limits",
+        "make",
+        "not_object",
+        "requires",
+        "schema_pointer",
+        "store",
+        "tool",
+        "validator",
+        "violation_reason",
+    )
+
+    def __init__(
+        self,
+        *,
+        tool: str,
+        entry_pointer: str,
+        make: DecisionMaker,
+        not_object: Callable[[Any], Decision],
+        validator: ArgumentValidator | None,
+        schema_pointer: str,
+        violation_reason: Callable[[Any], str],
+        requires: tuple[RuleCheck, ...],
+        deny_ifs: tuple[RuleCheck, ...],
+        approval: Decision | None,
+        approve_ifs: tuple[RuleCheck, ...],
+        limits: tuple[LimitPlan, ...],
+        store: RateLimitStore,
+        allow: Decision,
+    ) -> None:
+        self.tool = tool
+        self.entry_pointer = entry_pointer
+        self.make = make
+        self.not_object = not_object
+        self.validator = validator
+        self.schema_pointer = schema_pointer
+        self.violation_reason = violation_reason
+        self.requires = requires
+        self.deny_ifs = deny_ifs
+        self.approval = approval
+        self.approve_ifs = approve_ifs
+        self.limits = limits
+        self.store = store
+        self.allow = allow
+
+    @property
+    def is_static(self) -> bool:
+        """True when nothing but the arguments' type decides (a plain allow)."""
+        return not (
+            self.validator
+            or self.requires
+            or self.deny_ifs
+            or self.approval
+            or self.approve_ifs
+            or self.limits
+        )
+
+    def run(  # noqa: PLR0917 - the hot path: positional arguments are the cheapest to pass
+        self,
+        identity: str,
+        args: Any,
+        session: str | None,
+        approved: bool,
+        trace: Trace = None,
+        dry: bool = False,
+    ) -> Decision:
+        """Decide one call to this tool (steps 5-11); never raises for caller input."""
+        tool = self.tool
+        if args is None:
+            args = _EMPTY
+        elif not isinstance(args, dict):
+            if trace is not None:
+                trace.append(Step(self.entry_pointer, "denied", "the arguments are not an object"))
+            return self.not_object(args)
+        try:
+            if self.validator is not None:
+                violation = self.validator(args)
+                if violation is not None:
+                    if trace is not None:
+                        trace.append(
+                            Step(self.schema_pointer, "failed", "the arguments do not match")
+                        )
+                    return self.make(
+                        Effect.DENY, self.schema_pointer, self.violation_reason(violation), None
+                    )
+                if trace is not None:
+                    trace.append(
+                        Step(self.schema_pointer, "passed", "the arguments match the schema")
+                    )
+            for rule in self.requires:
+                if rule.holds is not None and not rule.holds(identity, tool, args, session):
+                    if trace is not None:
+                        trace.append(Step(rule.pointer, "did not hold", rule.summary))
+                    return rule.decision
+                if trace is not None:
+                    trace.append(Step(rule.pointer, "held", rule.summary))
+            for rule in self.deny_ifs:
+                if rule.holds is None or rule.holds(identity, tool, args, session):
+                    if trace is not None:
+                        trace.append(Step(rule.pointer, "held: deny", rule.summary))
+                    return rule.decision
+                if trace is not None:
+                    trace.append(Step(rule.pointer, "did not hold", rule.summary))
+            if not approved:
+                if self.approval is not None:
+                    if trace is not None:
+                        trace.append(Step(self.approval.rule, "approval required", "every call"))
+                    return self.approval
+                for rule in self.approve_ifs:
+                    if rule.holds is None or rule.holds(identity, tool, args, session):
+                        if trace is not None:
+                            trace.append(
+                                Step(rule.pointer, "held: approval required", rule.summary)
+                            )
+                        return rule.decision
+                    if trace is not None:
+                        trace.append(Step(rule.pointer, "did not hold", rule.summary))
+            elif trace is not None and (self.approval is not None or self.approve_ifs):
+                trace.append(Step(self.entry_pointer, "approval given", "approved=True"))
+            if self.limits:
+                return self._charge(identity, args, session, trace, dry)
+        except Indeterminate as unknown:
+            if trace is not None:
+                trace.append(Step(unknown.pointer, "indeterminate: deny", unknown.reason))
+            return self.make(Effect.DENY, unknown.pointer, unknown.reason, None)
+        if trace is not None:
+            trace.append(Step(self.allow.rule, "allow"))
+        return self.allow
+
+    def _charge(
+        self, identity: str, args: dict[str, Any], session: str | None, trace: Trace, dry: bool
+    ) -> Decision:
+        charges: list[tuple[BucketSpec, Hashable, int]] = []
+        plans: list[LimitPlan] = []
+        for plan in self.limits:
+            spec = plan.spec
+            cost = max(read_cost(source, args, self.tool) for source in plan.sources)
+            if cost > spec.burst:
+                reason = (
+                    f"The call to '{self.tool}' costs {cost} tokens, more than the {spec.burst} "
+                    f"that the limit '{spec.counter}' can ever hold, so it can never pass; "
+                    "make the call smaller."
+                )
+                if trace is not None:
+                    trace.append(Step(plan.pointer, "denied: cost above burst", reason))
+                return self.make(Effect.DENY, plan.pointer, reason, None)
+            if cost:
+                scope = spec.scope
+                key: Hashable = (
+                    identity
+                    if scope == "grant"
+                    else (identity, session)
+                    if scope == "session"
+                    else None
+                )
+                charges.append((spec, key, cost))
+                plans.append(plan)
+        if not charges:
+            return self.allow
+        store = self.store
+        if dry:
+            shortfall = store.check(charges)
+            outcome: Any = shortfall
+        else:
+            outcome = store.take(charges)
+        if isinstance(outcome, Shortfall):
+            plan = plans[outcome.index]
+            wait = outcome.retry_after
+            shown = f"{wait:.1f} s" if wait >= 0.1 else f"{wait * 1000:.0f} ms"
+            reason = f"Rate limit '{plan.spec.counter}' ({plan.label}) exceeded; retry in {shown}."
+            if trace is not None:
+                trace.append(Step(plan.pointer, "rate limited", reason))
+            return self.make(Effect.RATE_LIMITED, plan.pointer, reason, wait)
+        if trace is not None:
+            for plan in plans:
+                trace.append(Step(plan.pointer, "has room", plan.label))
+            trace.append(Step(self.allow.rule, "allow"))
+        if outcome is None:
+            return self.allow
+        return self.allow.with_receipt(store, outcome)
