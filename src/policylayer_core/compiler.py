@@ -16,7 +16,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from fnmatch import translate
-from typing import Any
+from typing import Any, TypeVar
 
 from policylayer_core.conditions import Check, compile_condition, describe_type
 from policylayer_core.decision import Decision, Effect
@@ -24,14 +24,25 @@ from policylayer_core.globs import BoundedCache, GlobTable, is_glob
 from policylayer_core.jsontext import pointer_join
 from policylayer_core.model import Condition, Limit, Policy, Rule, RuleSet, ToolEntry
 from policylayer_core.paths import parse_path
-from policylayer_core.program import CostSource, LimitPlan, RuleCheck, Step, ToolProgram
+from policylayer_core.program import (
+    GLOBAL,
+    GRANT,
+    SESSION,
+    CostSource,
+    LimitPlan,
+    RuleCheck,
+    Step,
+    ToolProgram,
+)
 from policylayer_core.ratelimit import BucketSpec, RateLimitStore
 from policylayer_core.schemas import describe_violation
 from policylayer_core.validators import ArgumentValidator, compile_validator
 
 __all__ = ["ROUTE_CACHE_SIZE", "CompiledPolicy", "Route"]
 
-ROUTE_CACHE_SIZE = 65_536  # tool names resolved through globs or the default, per policy
+ROUTE_CACHE_SIZE = 65_536
+_SCOPES = {"grant": GRANT, "session": SESSION, "global": GLOBAL}
+_T = TypeVar("_T")  # tool names resolved through globs or the default, per policy
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,12 +142,6 @@ def _all_of(checks: list[Check]) -> Check | None:
     return all_hold
 
 
-def _window_label(limit: Limit) -> str:
-    if isinstance(limit.window, str):
-        return f"{limit.max} per {limit.window}"
-    return f"{limit.max} per {limit.window:g} s"
-
-
 class CompiledPolicy:
     """One policy's decision tables; `route(tool)` is the hot lookup."""
 
@@ -154,6 +159,7 @@ class CompiledPolicy:
             re.compile(translate(p)).match if is_glob(p) else p.__eq__ for p in policy.hide
         )
         all_tools = policy.all_tools or RuleSet()
+        self._interned: dict[Any, Any] = {}
         self._parts: dict[str, Parts] = {
             key: self._compile_entry(key, entry, all_tools) for key, entry in policy.tools.items()
         }
@@ -161,6 +167,7 @@ class CompiledPolicy:
         self._globs = GlobTable((key, parts) for key, parts in self._parts.items() if is_glob(key))
         self._default_parts = self._compile_entry(None, ToolEntry(), all_tools)
         self._cache: BoundedCache[Route] = BoundedCache(ROUTE_CACHE_SIZE)
+        self.cached = self._cache.get  # read without a lock on the hot path
         self.routes: dict[str, Route] = {
             name: self.resolve(name)
             for name in (*self._exact, *(p for p in self._hide if not is_glob(p)))
@@ -212,7 +219,7 @@ class CompiledPolicy:
     def _plan_limits(self, limits: list[tuple[str, Limit]]) -> tuple[LimitPlan, ...]:
         # A bucket is charged once per call, with the larger cost, when all_tools and
         # the tool name the same counter.
-        plans: dict[BucketSpec, tuple[str, list[CostSource], str]] = {}
+        plans: dict[BucketSpec, tuple[str, list[CostSource]]] = {}
         for pointer, limit in limits:
             spec = BucketSpec(
                 namespace=self.name,
@@ -226,20 +233,36 @@ class CompiledPolicy:
                 source = CostSource(pointer, 1, parse_path(limit.cost).steps, limit.cost)
             else:
                 source = CostSource(pointer, limit.cost, None, "")
-            first = plans.setdefault(spec, (pointer, [], _window_label(limit)))
-            first[1].append(source)
+            plans.setdefault(self._shared(spec), (pointer, []))[1].append(source)
         return tuple(
-            LimitPlan(spec, p, tuple(sources), label) for spec, (p, sources, label) in plans.items()
+            self._shared(
+                LimitPlan(
+                    spec,
+                    pointer,
+                    tuple(sources),
+                    spec.label,
+                    None if any(s.path for s in sources) else max(s.literal for s in sources),
+                    _SCOPES[spec.scope],
+                )
+            )
+            for spec, (pointer, sources) in plans.items()
         )
+
+    def _shared(self, value: _T) -> _T:
+        """One object for equal specs and plans: every tool that names an all_tools
+        counter then touches the same (warm) objects, and memory does not grow with the
+        number of tools."""
+        return self._interned.setdefault(value, value)  # type: ignore[no-any-return]
 
     # -- routes ---------------------------------------------------------------------
 
     def route(self, tool: str) -> Route:
         """The route for a tool name (exact table, then cache, then resolution)."""
-        found = self.routes.get(tool) or self._cache.get(tool)
-        if found is None:
-            found = self._cache.put(tool, self.resolve(tool))
-        return found
+        return self.routes.get(tool) or self.cached(tool) or self.resolve_and_remember(tool)
+
+    def resolve_and_remember(self, tool: str) -> Route:
+        """Resolve a name that no exact key names, and remember it in the bounded cache."""
+        return self._cache.put(tool, self.resolve(tool))
 
     def _hide_index(self, tool: str) -> int | None:
         for index, matches in enumerate(self._hide_matchers):

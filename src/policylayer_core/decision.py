@@ -69,7 +69,7 @@ class Decision:
         enforced: bool = True,
         retry_after: float | None = None,
     ) -> None:
-        self._effect = Effect(effect)
+        self._effect = effect if effect.__class__ is Effect else Effect(effect)
         self._enforced = enforced
         self._allowed = self._effect is Effect.ALLOW or not enforced
         self._tool = tool

@@ -193,7 +193,9 @@ class PolicyEngine:
                 policy = state.policy_for(identity)
                 if policy is None:
                     return _no_grant(identity, tool)
-            route = policy.routes.get(tool) or policy.route(tool)
+            route = (
+                policy.routes.get(tool) or policy.cached(tool) or policy.resolve_and_remember(tool)
+            )
             decision = route.constant
             if decision is not None:
                 return decision

@@ -68,30 +68,59 @@ class CostSource:
     path_text: str
 
 
+GRANT, SESSION, GLOBAL = 0, 1, 2  # LimitPlan.scope: how the bucket key is made
+
+
 @dataclass(frozen=True, slots=True)
 class LimitPlan:
-    """One bucket a call charges; `sources` has two entries when all_tools and the tool share it."""
+    """One bucket a call charges; `sources` has two entries when all_tools and the tool share it.
+
+    `fixed_cost` is the cost when every source is a literal (None when one reads the
+    arguments), and `scope` is GRANT, SESSION or GLOBAL: both settled at compile time
+    so a call does not work them out again.
+    """
 
     spec: BucketSpec
     pointer: str
     sources: tuple[CostSource, ...]
     label: str
+    fixed_cost: int | None
+    scope: int
+
+    def cost(self, args: dict[str, Any], tool: str) -> int:
+        """The tokens this call takes from the bucket (the larger, when two sources share it)."""
+        if self.fixed_cost is not None:
+            return self.fixed_cost
+        return max(read_cost(source, args, tool) for source in self.sources)
+
+    def key(self, identity: str, session: str | None) -> Hashable:
+        """The bucket's scope key: the identity, the identity and session, or None."""
+        scope = self.scope
+        if scope == GRANT:
+            return identity
+        return (identity, session) if scope == SESSION else None
 
 
 def read_cost(source: CostSource, args: dict[str, Any], tool: str) -> int:
     """The tokens one cost source asks for; raise Indeterminate for an unusable value."""
-    if source.path is None:
+    path = source.path
+    if path is None:
         return source.literal
     found: list[Any] = []
-    try:
-        resolve(args, source.path, 0, source.path_text, found)
-    except ShapeMismatch as mismatch:
-        raise Indeterminate(
-            source.pointer,
-            f"The cost of calling '{tool}' is read from {source.path_text}, but that path meets "
-            f"{describe_type(mismatch.found)} where it needs {mismatch.needed}, so the call is "
-            "denied to stay safe.",
-        ) from None
+    if len(path) == 1:  # `args.tasks`, the common shape: one key, nothing to walk
+        value = args.get(path[0], found)
+        if value is not found:
+            found.append(value)
+    else:
+        try:
+            resolve(args, path, 0, source.path_text, found)
+        except ShapeMismatch as mismatch:
+            raise Indeterminate(
+                source.pointer,
+                f"The cost of calling '{tool}' is read from {source.path_text}, but that path "
+                f"meets {describe_type(mismatch.found)} where it needs {mismatch.needed}, so the "
+                "call is denied to stay safe.",
+            ) from None
     if not found:
         return 1  # a cost path that does not resolve costs 1
     value = found[0]
@@ -124,6 +153,7 @@ class ToolProgram:
         "requires",
         "schema_pointer",
         "store",
+        "take_one",
         "tool",
         "validator",
         "violation_reason",
@@ -161,6 +191,8 @@ class ToolProgram:
         self.limits = limits
         self.store = store
         self.allow = allow
+        # A store may offer a cheaper path for the common single-bucket call.
+        self.take_one = getattr(store, "take_one", None) if len(limits) == 1 else None
 
     @property
     def is_static(self) -> bool:
@@ -249,11 +281,20 @@ class ToolProgram:
     def _charge(
         self, identity: str, args: dict[str, Any], session: str | None, trace: Trace, dry: bool
     ) -> Decision:
+        take_one = self.take_one
+        if take_one is not None and not dry:
+            # One bucket, no trace: the hot path of a limited tool.
+            plan = self.limits[0]
+            cost = plan.cost(args, self.tool)
+            if 0 < cost <= plan.spec.burst:
+                outcome = take_one(plan.spec, plan.key(identity, session), cost)
+                if outcome.__class__ is not Shortfall:
+                    return self.allow.with_receipt(self.store, outcome)
         charges: list[tuple[BucketSpec, Hashable, int]] = []
         plans: list[LimitPlan] = []
         for plan in self.limits:
             spec = plan.spec
-            cost = max(read_cost(source, args, self.tool) for source in plan.sources)
+            cost = plan.cost(args, self.tool)
             if cost > spec.burst:
                 reason = (
                     f"The call to '{self.tool}' costs {cost} tokens, more than the {spec.burst} "
@@ -264,24 +305,12 @@ class ToolProgram:
                     trace.append(Step(plan.pointer, "denied: cost above burst", reason))
                 return self.make(Effect.DENY, plan.pointer, reason, None)
             if cost:
-                scope = spec.scope
-                key: Hashable = (
-                    identity
-                    if scope == "grant"
-                    else (identity, session)
-                    if scope == "session"
-                    else None
-                )
-                charges.append((spec, key, cost))
+                charges.append((spec, plan.key(identity, session), cost))
                 plans.append(plan)
         if not charges:
             return self.allow
         store = self.store
-        if dry:
-            shortfall = store.check(charges)
-            outcome: Any = shortfall
-        else:
-            outcome = store.take(charges)
+        outcome = store.check(charges) if dry else store.take(charges)
         if isinstance(outcome, Shortfall):
             plan = plans[outcome.index]
             wait = outcome.retry_after
