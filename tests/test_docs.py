@@ -152,6 +152,9 @@ def collect(path: Path) -> list[Case]:
             if is_policy(block.text):
                 if block.marker == "load-error":
                     cases.append(Case("load-error", block))
+                elif block.marker is not None:
+                    problem = f"<!-- {block.marker} --> goes before the table or python block"
+                    cases.append(Case("misplaced", block, problems=[problem]))
                 else:
                     cases.append(Case("policy", block))
                     policy = block.text
