@@ -224,7 +224,13 @@ def test_refund_is_once_across_threads(clock: FakeClock) -> None:
     receipt = store.take([(spec, "a", 60), (spec, "b", 60)])
     assert isinstance(receipt, Receipt)
     assert ok(store.take_one(spec, "a", 30))
-    threads = [threading.Thread(target=store.refund, args=(receipt,)) for _ in range(8)]
+    start = threading.Barrier(8)
+
+    def refund() -> None:
+        start.wait()
+        store.refund(receipt)
+
+    threads = [threading.Thread(target=refund) for _ in range(8)]
     for thread in threads:
         thread.start()
     for thread in threads:

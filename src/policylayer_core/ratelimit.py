@@ -171,7 +171,7 @@ class MemoryStore:
     the next sweep time (`max(1 s, 10 us per bucket held)` after the last sweep), or
     when a new bucket would double the count the last sweep left (at least 1024). So
     a bucket full for longer than a sweep period is gone at the next take, and between
-    sweeps the store holds at most twice what was still refilling at the last one.
+    sweeps the store holds at most max(1024, twice what the last sweep kept).
     Both triggers cost O(1) amortised per take; the take that sweeps pays O(n).
 
     `max_buckets` is the last line of defence against a flood of distinct callers: when
@@ -183,15 +183,7 @@ class MemoryStore:
     because it has no room to count them.
     """
 
-    __slots__ = (
-        "_clock",
-        "_count",
-        "_lock",
-        "_max_buckets",
-        "_sweep_len",
-        "_sweep_time",
-        "_tables",
-    )
+    __slots__ = ("_clock", "_count", "_lock", "_max_buckets", "_sweep_at", "_sweep_len", "_tables")
 
     def __init__(
         self, *, clock: Callable[[], float] = time.monotonic, max_buckets: int = 1_000_000
@@ -204,7 +196,7 @@ class MemoryStore:
         self._tables: dict[str, dict[Hashable, float]] = {}
         self._count = 0
         self._sweep_len = min(_MIN_SWEEP_LEN, max_buckets)
-        self._sweep_time = clock() + _MIN_SWEEP_PERIOD
+        self._sweep_at = clock() + _MIN_SWEEP_PERIOD
 
     def __len__(self) -> int:
         return self._count
@@ -218,7 +210,7 @@ class MemoryStore:
         # acquire/release costs half of `with lock` here: no __exit__(None, None, None).
         lock.acquire()
         try:
-            if now >= self._sweep_time:
+            if now >= self._sweep_at:
                 self._sweep(now)
             table = self._tables.get(spec.uid, _NO_BUCKETS)
             full_at = table.get(key)
@@ -245,7 +237,7 @@ class MemoryStore:
         lock = self._lock
         lock.acquire()
         try:
-            if now >= self._sweep_time:
+            if now >= self._sweep_at:
                 self._sweep(now)
             plan = self._plan(charges, now)
             if isinstance(plan, Shortfall):
@@ -258,10 +250,7 @@ class MemoryStore:
                     self._insert(bucket[0], bucket[1], new, now)
         finally:
             lock.release()
-        receipt: Receipt = _new(Receipt)
-        receipt.charges = tuple([charge for charge in charges if charge[2] > 0])
-        receipt.refunded = False
-        return receipt
+        return Receipt(tuple([charge for charge in charges if charge[2] > 0]))
 
     def check(self, charges: Sequence[Charge]) -> Shortfall | None:
         now = self._clock()
@@ -340,7 +329,7 @@ class MemoryStore:
                 for key in full:
                     del table[key]
         self._count = count
-        self._sweep_time = now + max(_MIN_SWEEP_PERIOD, count * _SWEEP_PERIOD_PER_BUCKET)
+        self._sweep_at = now + max(_MIN_SWEEP_PERIOD, count * _SWEEP_PERIOD_PER_BUCKET)
         self._sweep_len = min(max(2 * count, _MIN_SWEEP_LEN), self._max_buckets)
 
     def _evict(self, excess: int) -> None:

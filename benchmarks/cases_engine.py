@@ -1,0 +1,113 @@
+"""Our `engine.decide()`, one row per path of the budget table, and the scaling rows."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+from typing import Any
+
+from benchmarks import policies
+from benchmarks.harness import Case, Feed, Shape
+from benchmarks.suite import Row, Sizes
+from policylayer_core import Decision, Effect, PolicyEngine
+
+__all__ = [
+    "DEFAULT_DENY",
+    "HIDDEN",
+    "ONE_LIMIT",
+    "REALISTIC",
+    "SCALE_BASE",
+    "SCALE_BOTH",
+    "SCALE_IDENTITIES",
+    "SCALE_TOOLS",
+    "STATIC_ALLOW",
+    "STATIC_DENY",
+    "engine_rows",
+    "scale_rows",
+]
+
+STATIC_ALLOW = "ours.static_allow"
+STATIC_DENY = "ours.static_deny"
+HIDDEN = "ours.hidden"
+DEFAULT_DENY = "ours.default_deny"
+ONE_LIMIT = "ours.one_limit"
+REALISTIC = "ours.realistic"
+SCALE_BASE = "ours.scale_base"
+SCALE_TOOLS = "ours.scale_tools"
+SCALE_IDENTITIES = "ours.scale_identities"
+SCALE_BOTH = "ours.scale_both"
+
+
+def expect(effect: Effect, rule: str | None = None) -> Callable[[Any], str | None]:
+    """A check that the call decided `effect` (at `rule`, when given)."""
+
+    def check(decision: Any) -> str | None:
+        if not isinstance(decision, Decision):
+            return f"expected a Decision, got {decision!r}"
+        if decision.effect is not effect or (rule is not None and decision.rule != rule):
+            return f"expected {effect.value} at {rule or 'any rule'}, got {decision!r}"
+        return None
+
+    return check
+
+
+def engine_rows(sizes: Sizes) -> list[Row]:
+    static = PolicyEngine.from_dict(policies.static_policy())
+    limited = PolicyEngine.from_dict(policies.one_limit_policy())
+    realistic = PolicyEngine.from_dict(policies.realistic_policy())
+    who, args = policies.IDENTITY, dict[str, Any]()
+    return [
+        Case(STATIC_ALLOW, "decide: static allow", static.decide, Shape.CALL3,
+             Feed.const(who), ("qflow_task_get", args),
+             expect(Effect.ALLOW, "/tools/qflow_task_get")),
+        Case(STATIC_DENY, "decide: static deny (action: deny)", static.decide, Shape.CALL3,
+             Feed.const(who), ("qflow_task_purge", args),
+             expect(Effect.DENY, "/tools/qflow_task_purge/action")),
+        Case(HIDDEN, "decide: hidden", static.decide, Shape.CALL3,
+             Feed.const(who), ("qflow_task_delete", args), expect(Effect.DENY, "/hide/0")),
+        Case(DEFAULT_DENY, "decide: default deny", static.decide, Shape.CALL3,
+             Feed.const(who), ("qflow_unknown_tool", args), expect(Effect.DENY, "/default")),
+        Case(ONE_LIMIT, "decide: one token-bucket limit, allowed", limited.decide,
+             Shape.CALL3, Feed.const(who), ("qflow_task_create", args),
+             expect(Effect.ALLOW, "/tools/qflow_task_create")),
+        Case(REALISTIC, "decide: realistic qflow_task_batch (allowed)", realistic.decide,
+             Shape.CALL3, Feed.const(who), ("qflow_task_batch", policies.BATCH_ARGS),
+             expect(Effect.ALLOW, "/tools/qflow_task_batch")),
+    ]  # fmt: skip
+
+
+def _scale_case(
+    key: str, name: str, *, tools: int, identities: int, length: int, seed: int
+) -> Case:
+    """decide() over `tools` plain tools under one per-identity limit, called by `identities`
+    callers in a shuffled order; the tool of each call is drawn at random.
+
+    Every row walks a sequence of the same length, so the loops are identical and only
+    the table sizes differ. Each identity is called once before timing, so its bucket
+    exists and the timed calls see the store at its full size.
+    """
+    rng = random.Random(seed)
+    names = [f"qflow_tool_{i:05d}" for i in range(tools)]
+    engine = PolicyEngine.from_dict(policies.scale_policy(names))
+    who = [policies.IDENTITY] if identities == 1 else [f"user-{i:06d}" for i in range(identities)]
+    rng.shuffle(who)
+    for identity in who:
+        engine.decide(identity, names[0], {})
+    pairs = [(who[i % len(who)], names[rng.randrange(tools)]) for i in range(length)]
+    return Case(key, name, engine.decide, Shape.PAIRS3, Feed.walk(pairs), ({},),
+                expect(Effect.ALLOW), group="scale")  # fmt: skip
+
+
+def scale_rows(sizes: Sizes) -> list[Row]:
+    t, n = sizes.tools, sizes.identities
+    length = max(n, sizes.walk)
+    return [
+        _scale_case(SCALE_BASE, "decide: 10 tools × 1 identity (scale base)",
+                    tools=10, identities=1, length=length, seed=1),
+        _scale_case(SCALE_TOOLS, f"decide: {t:,} tools × 1 identity",
+                    tools=t, identities=1, length=length, seed=2),
+        _scale_case(SCALE_IDENTITIES, f"decide: 10 tools × {n:,} identities",
+                    tools=10, identities=n, length=length, seed=3),
+        _scale_case(SCALE_BOTH, f"decide: {t:,} tools × {n:,} identities",
+                    tools=t, identities=n, length=length, seed=4),
+    ]  # fmt: skip
