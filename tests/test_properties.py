@@ -137,3 +137,45 @@ def test_schema_verdicts_agree_with_jsonschema(
     d = engine.decide("i", "t", args)
     valid = jsonschema.Draft202012Validator(schema).is_valid(args)
     assert (d.rule != "/tools/t/schema") == valid, (schema, args, d)
+
+
+OPERANDS: dict[str, Any] = {
+    "eq": st.text(max_size=3) | policy_scalars,
+    "neq": policy_scalars,
+    "in": st.lists(st.text(max_size=2), max_size=3) | st.lists(policy_scalars, max_size=3),
+    "not_in": st.lists(policy_scalars, max_size=3),
+    "gt": st.integers(-3, 3),
+    "lte": st.floats(-3, 3),
+    "regex": st.sampled_from(["^a", "b$", "a.c", ""]),
+    "glob": st.sampled_from(["a*", "?b", "[ab]*"]),
+    "starts_with": st.text(max_size=2),
+    "ends_with": st.text(max_size=2),
+    "contains": st.text(max_size=2) | policy_scalars,
+    "len_gt": st.integers(0, 3),
+    "len_eq": st.integers(0, 3),
+    "exists": st.booleans(),
+}
+
+
+def _outcome(engine: PolicyEngine, args: dict[str, Any]) -> tuple[Effect, bool]:
+    d = engine.decide("i", "t", args)
+    return d.effect, d.rule.endswith("/conditions/0")
+
+
+@SETTINGS
+@given(data=st.data(), op=st.sampled_from(sorted(OPERANDS)), arg=python_values | st.none())
+def test_the_one_key_fast_path_agrees_with_the_general_path(data: Any, op: str, arg: Any) -> None:
+    value = data.draw(OPERANDS[op])
+
+    def engine(path: str) -> PolicyEngine:
+        condition = {"path": path, "op": op, "value": value}
+        return PolicyEngine(
+            {
+                "version": "1",
+                "default": "deny",
+                "tools": {"t": {"deny_if": [{"conditions": [condition]}]}},
+            }
+        )
+
+    for args, nested in [({"a": arg}, {"w": {"a": arg}}), ({}, {"w": {}})]:
+        assert _outcome(engine("args.a"), args) == _outcome(engine("args.w.a"), nested)

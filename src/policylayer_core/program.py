@@ -17,7 +17,7 @@ from typing import Any
 
 from policylayer_core.conditions import Check, Indeterminate, describe_type
 from policylayer_core.decision import Decision, Effect
-from policylayer_core.paths import ShapeMismatch, resolve
+from policylayer_core.paths import MISSING, ShapeMismatch, resolve
 from policylayer_core.ratelimit import BucketSpec, RateLimitStore, Shortfall
 from policylayer_core.validators import ArgumentValidator
 
@@ -91,7 +91,10 @@ class LimitPlan:
         """The tokens this call takes from the bucket (the larger, when two sources share it)."""
         if self.fixed_cost is not None:
             return self.fixed_cost
-        return max(read_cost(source, args, tool) for source in self.sources)
+        sources = self.sources
+        if len(sources) == 1:
+            return read_cost(sources[0], args, tool)
+        return max(read_cost(source, args, tool) for source in sources)
 
     def key(self, identity: str, session: str | None) -> Hashable:
         """The bucket's scope key: the identity, the identity and session, or None."""
@@ -106,12 +109,13 @@ def read_cost(source: CostSource, args: dict[str, Any], tool: str) -> int:
     path = source.path
     if path is None:
         return source.literal
-    found: list[Any] = []
     if len(path) == 1:  # `args.tasks`, the common shape: one key, nothing to walk
-        value = args.get(path[0], found)
-        if value is not found:
-            found.append(value)
+        value = args.get(path[0], MISSING)
+        if value.__class__ is list or value.__class__ is str:
+            return len(value)
+        found = [] if value is MISSING else [value]
     else:
+        found = []
         try:
             resolve(args, path, 0, source.path_text, found)
         except ShapeMismatch as mismatch:
@@ -191,8 +195,18 @@ class ToolProgram:
         self.limits = limits
         self.store = store
         self.allow = allow
-        # A store may offer a cheaper path for the common single-bucket call.
-        self.take_one = getattr(store, "take_one", None) if len(limits) == 1 else None
+        # A store may offer a cheaper path for the common single-bucket call; with a
+        # literal cost that fits the bucket, nothing about the charge depends on the call
+        # but its key.
+        take_one = getattr(store, "take_one", None)
+        single = limits[0] if len(limits) == 1 else None
+        self.take_one = (
+            take_one
+            if single is not None
+            and single.fixed_cost is not None
+            and 0 < single.fixed_cost <= single.spec.burst
+            else None
+        )
 
     @property
     def is_static(self) -> bool:
@@ -283,13 +297,13 @@ class ToolProgram:
     ) -> Decision:
         take_one = self.take_one
         if take_one is not None and not dry:
-            # One bucket, no trace: the hot path of a limited tool.
+            # One bucket, a literal cost, no trace: the hot path of a limited tool.
             plan = self.limits[0]
-            cost = plan.cost(args, self.tool)
-            if 0 < cost <= plan.spec.burst:
-                outcome = take_one(plan.spec, plan.key(identity, session), cost)
-                if outcome.__class__ is not Shortfall:
-                    return self.allow.with_receipt(self.store, outcome)
+            scope = plan.scope
+            key = identity if scope == GRANT else plan.key(identity, session)
+            outcome = take_one(plan.spec, key, plan.fixed_cost)
+            if outcome.__class__ is not Shortfall:
+                return self.allow.with_receipt(self.store, outcome)
         charges: list[tuple[BucketSpec, Hashable, int]] = []
         plans: list[LimitPlan] = []
         for plan in self.limits:

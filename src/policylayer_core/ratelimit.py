@@ -126,12 +126,11 @@ Charge = tuple[BucketSpec, Hashable, int]
 session and None for global."""
 
 
-@dataclass(slots=True, eq=False)
-class Receipt:
-    """What one successful take took (plain data); `refund` gives it back once."""
-
-    charges: tuple[Charge, ...]
-    refunded: bool = False
+Receipt = list[Charge]
+"""What one successful take took: its charges, as plain data. A store's `refund` empties
+the list under its lock, which is how a receipt is refunded once and only once. A list
+rather than a class because an allowed call builds one, and a list is the cheapest
+object that carries both the charges and the "already refunded" state."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,7 +158,6 @@ class RateLimitStore(Protocol):
         ...
 
 
-_new: Final = object.__new__
 # Stands in for a spec that has no buckets yet; only ever read from.
 _NO_BUCKETS: Final[dict[Hashable, float]] = {}
 
@@ -204,7 +202,7 @@ class MemoryStore:
     def take_one(self, spec: BucketSpec, key: Hashable, cost: int) -> Receipt | Shortfall:
         """`take([(spec, key, cost)])` without building and walking a list."""
         if cost <= 0:
-            return Receipt(())
+            return []
         now = self._clock()
         lock = self._lock
         # acquire/release costs half of `with lock` here: no __exit__(None, None, None).
@@ -223,11 +221,7 @@ class MemoryStore:
                 table[key] = new
         finally:
             lock.release()
-        # Skipping the Python-level __init__ saves a frame on the hot path.
-        receipt: Receipt = _new(Receipt)
-        receipt.charges = ((spec, key, cost),)
-        receipt.refunded = False
-        return receipt
+        return [(spec, key, cost)]
 
     def take(self, charges: Sequence[Charge]) -> Receipt | Shortfall:
         if len(charges) == 1:
@@ -239,6 +233,9 @@ class MemoryStore:
         try:
             if now >= self._sweep_at:
                 self._sweep(now)
+            distinct = self._take_distinct(charges, now)
+            if distinct is not None:
+                return distinct
             plan = self._plan(charges, now)
             if isinstance(plan, Shortfall):
                 return plan
@@ -250,7 +247,48 @@ class MemoryStore:
                     self._insert(bucket[0], bucket[1], new, now)
         finally:
             lock.release()
-        return Receipt(tuple([charge for charge in charges if charge[2] > 0]))
+        return [charge for charge in charges if charge[2] > 0]
+
+    def _take_distinct(self, charges: Sequence[Charge], now: float) -> Receipt | Shortfall | None:
+        """`take` for the usual call, whose buckets are all different: one pass to read
+        and check, one to write, no dict of plans. None when a bucket repeats (the
+        general plan then sums its costs). Called with the lock held."""
+        tables = self._tables
+        uids: list[str] = []
+        keys: list[Hashable] = []
+        news: list[float] = []
+        first = -1
+        longest = 0.0
+        index = -1
+        skipped = False
+        for spec, key, cost in charges:
+            index += 1
+            if cost <= 0:
+                skipped = True
+                continue
+            uid = spec.uid
+            if uid in uids and any(u == uid and k == key for u, k in zip(uids, keys, strict=True)):
+                return None
+            table = tables.get(uid)
+            full_at = table.get(key) if table is not None else None
+            new = (now if full_at is None or full_at < now else full_at) + cost * spec.interval
+            if new - now > spec._limit:
+                longest = max(longest, new - now - spec.capacity)
+                if first < 0:
+                    first = index
+            uids.append(uid)
+            keys.append(key)
+            news.append(new)
+        if first >= 0:
+            return Shortfall(first, longest)
+        for uid, key, new in zip(uids, keys, news, strict=True):
+            # Fetched again: an insert may sweep, and a sweep replaces the tables.
+            table = tables.get(uid, _NO_BUCKETS)
+            if key in table:
+                table[key] = new
+            else:
+                self._insert(uid, key, new, now)
+        return [charge for charge in charges if charge[2] > 0] if skipped else list(charges)
 
     def check(self, charges: Sequence[Charge]) -> Shortfall | None:
         now = self._clock()
@@ -261,10 +299,9 @@ class MemoryStore:
     def refund(self, receipt: Receipt) -> None:
         now = self._clock()
         with self._lock:
-            if receipt.refunded:
-                return
-            receipt.refunded = True
-            for spec, key, cost in receipt.charges:
+            charges = receipt.copy()
+            receipt.clear()
+            for spec, key, cost in charges:
                 table = self._tables.get(spec.uid, _NO_BUCKETS)
                 full_at = table.get(key)
                 if full_at is None:
