@@ -15,16 +15,20 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from os import PathLike
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
+from policylayer_core._audit_queue import Auditor
+from policylayer_core.audit import AuditOptions, AuditSink
 from policylayer_core.compiler import CompiledPolicy
 from policylayer_core.conditions import describe_type
 from policylayer_core.decision import Decision, Effect
+from policylayer_core.errors import PolicyError
 from policylayer_core.globs import BoundedCache, GlobTable, is_glob
 from policylayer_core.jsontext import pointer_join
-from policylayer_core.loader import LoadedPolicy, load_policy
+from policylayer_core.loader import LoadedPolicy, load_policy, load_text
 from policylayer_core.program import Step
 from policylayer_core.ratelimit import MemoryStore, RateLimitStore
+from policylayer_core.watch import FileWatch
 
 __all__ = ["IDENTITY_CACHE_SIZE", "Explanation", "PolicyEngine"]
 
@@ -56,21 +60,22 @@ class Explanation:
 class _State:
     """One loaded policy, compiled. Never mutated after construction (but for its caches)."""
 
-    def __init__(self, loaded: LoadedPolicy, store: RateLimitStore) -> None:
+    def __init__(self, loaded: LoadedPolicy, store: RateLimitStore, *, shadow: bool) -> None:
         self.loaded = loaded
+        self.digest = loaded.digest
         self.policies = {
             name: CompiledPolicy(
                 policy,
                 name=name,
                 prefix=pointer_join("/policies", name) if loaded.is_bundle else "",
                 store=store,
-                enforced=True,
+                enforced=not shadow,
             )
             for name, policy in loaded.policies.items()
         }
         self.single = None if loaded.is_bundle else self.policies[""]
         # The mode of denials made before a policy is chosen (see _check_input).
-        self.enforced = self.single.enforced if self.single is not None else True
+        self.enforced = self.single.enforced if self.single is not None else not shadow
         grants = loaded.grants
         self.grants_exact = {k: self.policies[v] for k, v in grants.items() if not is_glob(k)}
         self.grants_globs = GlobTable(
@@ -125,9 +130,15 @@ class PolicyEngine:
     """Decides MCP tool calls against a policy: allow, deny, rate limited or approval.
 
     Build one per policy source and share it: `decide()` is thread-safe and never raises
-    for what a caller sends. Keyword options: `clock` (a monotonic clock in seconds,
-    used by the default in-memory rate-limit store), `audit` (an audit sink, accepted
-    for forward compatibility), and `store` (a rate-limit store; default `MemoryStore`).
+    for what a caller sends. Keyword options:
+
+    - `clock`: a monotonic clock in seconds (rate limits, watch polling); default
+      `time.monotonic`. Tests pass a fake one.
+    - `audit`: an `AuditSink` (see `policylayer_core.audit`); every decision and reload
+      becomes an event, delivered off the decision path. `audit_options` says what of
+      the arguments is kept (by default only their keys).
+    - `store`: where token buckets live; default a `MemoryStore` on `clock`.
+    - `mode`: "shadow" runs every policy in shadow mode, whatever the documents say.
     """
 
     def __init__(
@@ -135,21 +146,51 @@ class PolicyEngine:
         policy: Source,
         *,
         clock: Callable[[], float] = time.monotonic,
-        audit: Any = None,
+        audit: AuditSink | None = None,
         store: RateLimitStore | None = None,
+        mode: Literal["shadow"] | None = None,
+        audit_options: AuditOptions | None = None,
+        wall_clock: Callable[[], float] = time.time,
     ) -> None:
+        if mode not in (None, "shadow"):
+            raise ValueError(f"mode must be None or 'shadow', not {mode!r}")
         self.clock = clock
-        self.audit = audit
         self.store: RateLimitStore = store if store is not None else MemoryStore(clock=clock)
+        self._shadow = mode == "shadow"
         self._reload_lock = threading.Lock()
         self._failures_logged: set[type[BaseException]] = set()
         self.internal_failures = 0
-        self._state = _State(load_policy(policy), self.store)
+        self._state = _State(load_policy(policy), self.store, shadow=self._shadow)
+        self._watch: FileWatch | None = None
+        self.auditor = (
+            Auditor(audit, audit_options, wall_clock=wall_clock) if audit is not None else None
+        )
+        if self.auditor is not None:
+            # An instance attribute shadows the method: engines without an audit sink or
+            # a watched file pay nothing for either on the decision path.
+            self.decide = self._decide_and_observe  # type: ignore[method-assign]
 
     @classmethod
-    def from_file(cls, path: str | PathLike[str], **options: Any) -> PolicyEngine:
-        """Load the policy at `path` (JSON) and build an engine for it."""
-        return cls(load_policy(Path(path)), **options)
+    def from_file(
+        cls,
+        path: str | PathLike[str],
+        *,
+        watch: bool = False,
+        watch_interval: float = 2.0,
+        **options: Any,
+    ) -> PolicyEngine:
+        """Load the policy at `path` (JSON) and build an engine for it.
+
+        With `watch=True` the engine checks the file at most every `watch_interval`
+        seconds (on its own clock, during decide(); no thread) and reloads it when its
+        content changed. A broken edit keeps the last good policy in force, logs the
+        problems and records a `reload_failed` audit event.
+        """
+        engine = cls(load_policy(Path(path)), **options)
+        if watch:
+            engine._watch = FileWatch(path, watch_interval, engine.clock())
+            engine.decide = engine._decide_and_observe  # type: ignore[method-assign]
+        return engine
 
     @classmethod
     def from_dict(cls, document: Mapping[str, Any], **options: Any) -> PolicyEngine:
@@ -165,10 +206,75 @@ class PolicyEngine:
         """Replace the policy atomically.
 
         On a bad document this raises `PolicyError` and the old policy stays in force.
+        Both outcomes are audit events (with the old and new digests).
         """
-        loaded = load_policy(source)
+        try:
+            loaded = load_policy(source)
+        except PolicyError as error:
+            self._reload_failed(error)
+            raise
+        self._swap(loaded)
+
+    def _swap(self, loaded: LoadedPolicy) -> None:
+        state = _State(loaded, self.store, shadow=self._shadow)
         with self._reload_lock:
-            self._state = _State(loaded, self.store)
+            old, self._state = self._state, state
+        if self.auditor is not None:
+            self.auditor.record_reload(old=old.digest, new=state.digest)
+
+    def _reload_failed(self, error: PolicyError) -> None:
+        _log.error("policy reload refused; the policy in force stays: %s", error)
+        if self.auditor is not None:
+            issues = tuple(issue.format(error.source) for issue in error.issues)
+            self.auditor.record_reload(old=self._state.digest, new=None, issues=issues)
+
+    def poll(self) -> bool:
+        """Check the watched file now (from_file(..., watch=True)); True if it reloaded."""
+        watch = self._watch
+        if watch is None:
+            return False
+        text = watch.poll(self.clock())
+        if text is None:
+            return False
+        try:
+            loaded = load_text(text, str(watch.path))
+        except PolicyError as error:
+            watch.rejected(text)
+            self._reload_failed(error)
+            return False
+        watch.accepted(text)
+        self._swap(loaded)
+        return True
+
+    def close(self) -> None:
+        """Deliver the audit events still queued and close the audit sink."""
+        if self.auditor is not None:
+            self.auditor.close()
+
+    def _decide_and_observe(
+        self,
+        identity: str,
+        tool: str,
+        args: Any = None,
+        *,
+        session: str | None = None,
+        approved: bool = False,
+    ) -> Decision:
+        """decide() for an engine that audits or watches its file."""
+        watch = self._watch
+        if watch is not None and watch.due(self.clock()):
+            try:
+                self.poll()
+            except Exception as exc:  # a failed poll must not fail the call
+                _log.error("polling the policy file failed", exc_info=exc)
+        state = self._state
+        decision = PolicyEngine.decide(
+            self, identity, tool, args, session=session, approved=approved
+        )
+        auditor = self.auditor
+        if auditor is not None:
+            auditor.record(decision, identity, session, args, state.digest)
+        return decision
 
     def decide(
         self,

@@ -89,6 +89,11 @@ def load_policy(source: str | os.PathLike[str] | Mapping[str, Any] | LoadedPolic
     )
 
 
+def load_text(text: str, source: str) -> LoadedPolicy:
+    """Load JSON text read from `source` (a path, for messages); raise PolicyError."""
+    return _load_text(text, source)
+
+
 def _single(source: str, message: str) -> PolicyError:
     return PolicyError([PolicyIssue("", message)], source=source)
 

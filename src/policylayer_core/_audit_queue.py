@@ -1,0 +1,186 @@
+"""Delivery of audit events off the decision path.
+
+`record()` runs inside `decide()`: it appends one tuple of references to a deque (atomic
+under the GIL) and returns. A daemon thread wakes every `flush_interval` seconds (or as
+soon as a batch is waiting), builds the `AuditEvent`s, hands them to the sink and flushes
+it. So a sink that is slow only lets the queue fill (past `queue_size`, new events are
+dropped and counted: a decision never waits for the log), and a sink that raises is
+counted and logged once per kind of error, never seen by the caller.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import uuid
+from collections import deque
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+from policylayer_core.audit import AuditEvent, AuditOptions, AuditSink, redact
+from policylayer_core.decision import Decision
+
+__all__ = ["Auditor"]
+
+_log = logging.getLogger("policylayer_core.audit")
+_WAKE_AT = 256  # queued events that wake the thread before its interval is up
+
+Pending = tuple[float, Decision, Any, Any, tuple[Any, ...], Any, str]
+
+
+def _iso(moment: float) -> str:
+    stamp = datetime.fromtimestamp(moment, UTC)
+    return stamp.strftime("%Y-%m-%dT%H:%M:%S.") + f"{stamp.microsecond // 1000:03d}Z"
+
+
+def _policy_name(rule: str) -> str | None:
+    """The bundle policy named by a rule pointer (`/policies/NAME/...`), if any."""
+    if not rule.startswith("/policies/"):
+        return None
+    token = rule[len("/policies/") :].split("/", 1)[0]
+    return token.replace("~1", "/").replace("~0", "~")
+
+
+class Auditor:
+    """Queues what decide() saw and delivers it to a sink from one background thread."""
+
+    def __init__(
+        self,
+        sink: AuditSink,
+        options: AuditOptions | None = None,
+        *,
+        wall_clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.sink = sink
+        self.options = options or AuditOptions()
+        self._wall = wall_clock
+        self._queue: deque[Pending | AuditEvent] = deque()
+        self._limit = self.options.queue_size
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._drain_lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+        self._start_lock = threading.Lock()
+        self._logged: set[type[BaseException]] = set()
+        self.dropped = 0
+        self.failures = 0
+        self.delivered = 0
+
+    # -- the decision path ------------------------------------------------------------
+
+    def record(
+        self, decision: Decision, identity: Any, session: Any, args: Any, digest: str
+    ) -> None:
+        """Queue one decision; O(1), never blocks, never raises for what the caller sent."""
+        queue = self._queue
+        if len(queue) >= self._limit:
+            self.dropped += 1
+            return
+        if isinstance(args, dict):
+            keys: tuple[Any, ...] = tuple(args)
+            values = (
+                redact(args, self.options.redact)
+                if self.options.records_args(decision.tool)
+                else None
+            )
+        else:
+            keys, values = (), None
+        queue.append((self._wall(), decision, identity, session, keys, values, digest))
+        if self._thread is None:
+            self._start()
+        if len(queue) >= _WAKE_AT:
+            self._wake.set()
+
+    def record_reload(self, *, old: str, new: str | None, issues: tuple[str, ...] = ()) -> None:
+        """Queue a reload (new is the new digest) or a failed reload (new is None)."""
+        kind = "reload" if new is not None else "reload_failed"
+        event = AuditEvent(
+            kind=kind,
+            time=_iso(self._wall()),
+            event_id=uuid.uuid4().hex,
+            policy_hash=new if new is not None else old,
+            old_hash=old,
+            issues=issues,
+        )
+        self._queue.append(event)  # rare, and worth keeping even when the queue is full
+        if self._thread is None:
+            self._start()
+
+    # -- the background thread ---------------------------------------------------------
+
+    def _start(self) -> None:
+        with self._start_lock:
+            if self._thread is None and not self._stop.is_set():
+                self._thread = threading.Thread(
+                    target=self._run, name="policylayer-audit", daemon=True
+                )
+                self._thread.start()
+
+    def _run(self) -> None:
+        interval = self.options.flush_interval
+        while not self._stop.is_set():
+            self._wake.wait(interval)
+            self._wake.clear()
+            self.flush()
+
+    def flush(self) -> None:
+        """Deliver every queued event now, on the calling thread, and flush the sink."""
+        with self._drain_lock:
+            queue = self._queue
+            events = []
+            while queue:
+                item = queue.popleft()
+                events.append(item if isinstance(item, AuditEvent) else self._event(item))
+            self._deliver(events)
+
+    def close(self) -> None:
+        """Stop the thread, deliver what is queued, close the sink."""
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5.0)
+        self.flush()
+        self._guard(self.sink.close)
+
+    def _event(self, pending: Pending) -> AuditEvent:
+        moment, decision, identity, session, keys, values, digest = pending
+        return AuditEvent(
+            kind="decision",
+            time=_iso(moment),
+            event_id=uuid.uuid4().hex,
+            policy_hash=digest,
+            identity=identity if isinstance(identity, str) else repr(identity),
+            session=session if session is None or isinstance(session, str) else repr(session),
+            tool=decision.tool,
+            effect=decision.effect.value,
+            allowed=decision.allowed,
+            enforced=decision.enforced,
+            rule=decision.rule,
+            reason=decision.reason,
+            retry_after=decision.retry_after,
+            policy=_policy_name(decision.rule),
+            arg_keys=tuple(sorted(str(k) for k in keys)),
+            args=values,
+        )
+
+    def _deliver(self, events: list[AuditEvent]) -> None:
+        emit = self.sink.emit
+        for event in events:
+            if self._guard(emit, event):
+                self.delivered += 1
+        flush = getattr(self.sink, "flush", None)
+        if events and flush is not None:
+            self._guard(flush)
+
+    def _guard(self, call: Callable[..., Any], *args: Any) -> bool:
+        try:
+            call(*args)
+        except Exception as exc:  # a sink's failure is counted and logged, never raised
+            self.failures += 1
+            if type(exc) not in self._logged:
+                self._logged.add(type(exc))
+                _log.error("an audit sink failed; decisions go on", exc_info=exc)
+            return False
+        return True

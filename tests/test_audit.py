@@ -1,0 +1,233 @@
+"""Audit events, shadow mode for the whole engine, and live reload of a watched file."""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from conftest import FakeClock, policy
+from policylayer_core import Effect, PolicyEngine, PolicyError
+from policylayer_core.audit import AuditEvent, AuditOptions, LoggingSink, MemorySink, MultiSink
+
+DOC = policy(
+    {
+        "open": {},
+        "gated": {"action": "approve"},
+        "limited": {"limits": [{"window": "hour", "max": 1}]},
+        "login": {},
+    },
+    hide=["secret"],
+)
+
+
+def audited(sink: Any, **options: Any) -> PolicyEngine:
+    return PolicyEngine(
+        DOC, audit=sink, clock=FakeClock(), wall_clock=lambda: 1_700_000_000.123456, **options
+    )
+
+
+def decisions(sink: MemorySink) -> list[AuditEvent]:
+    return [e for e in sink.events if e.kind == "decision"]
+
+
+def test_an_event_for_every_effect() -> None:
+    sink = MemorySink()
+    engine = audited(sink)
+    calls = [
+        ("open", {"b": 1, "a": 2}),
+        ("secret", {}),
+        ("gated", None),
+        ("limited", {}),
+        ("limited", {}),
+    ]
+    results = [engine.decide("alice", tool, args, session="s1") for tool, args in calls]
+    engine.auditor.flush()  # type: ignore[union-attr]
+    events = decisions(sink)
+    assert [e.effect for e in events] == [
+        "allow",
+        "deny",
+        "approval_required",
+        "allow",
+        "rate_limited",
+    ]
+    first = events[0]
+    assert first.time == "2023-11-14T22:13:20.123Z"
+    assert (first.identity, first.session, first.tool) == ("alice", "s1", "open")
+    assert first.arg_keys == ("a", "b") and first.args is None
+    assert first.policy_hash == engine.policy.digest and len(first.event_id) == 32
+    assert first.rule == "/tools/open" and first.allowed and first.enforced
+    assert events[4].retry_after == results[4].retry_after and events[4].reason == results[4].reason
+    assert len({e.event_id for e in events}) == 5
+
+
+def test_argument_values_are_recorded_only_when_opted_in_and_redacted() -> None:
+    sink = MemorySink()
+    options = AuditOptions(record_args_for=frozenset({"login"}))
+    engine = audited(sink, audit_options=options)
+    engine.decide("a", "login", {"user": "bob", "Password": "hunter2", "nested": [{"token": "t"}]})
+    engine.decide("a", "open", {"secret": "s3"})
+    engine.auditor.flush()  # type: ignore[union-attr]
+    login, other = decisions(sink)
+    assert login.args == {
+        "user": "bob",
+        "Password": "[REDACTED]",
+        "nested": [{"token": "[REDACTED]"}],
+    }
+    assert other.args is None and other.arg_keys == ("secret",)
+    assert "s3" not in other.to_json()
+
+
+def test_a_failing_sink_never_changes_a_decision(caplog: pytest.LogCaptureFixture) -> None:
+    class Broken:
+        def emit(self, event: AuditEvent) -> None:
+            raise OSError("disk full")
+
+        def close(self) -> None:
+            raise OSError("still full")
+
+    engine = audited(Broken())
+    plain = PolicyEngine(DOC, clock=FakeClock())
+    for tool in ["open", "secret", "gated"]:
+        assert engine.decide("a", tool) == plain.decide("a", tool)
+    engine.close()
+    assert engine.auditor is not None and engine.auditor.failures >= 3
+    assert "disk full" in caplog.text
+
+
+def test_a_slow_sink_does_not_delay_decisions_and_overflow_is_counted() -> None:
+    release = threading.Event()
+
+    class Slow(MemorySink):
+        def emit(self, event: AuditEvent) -> None:
+            release.wait(5)
+            super().emit(event)
+
+    sink = Slow()
+    engine = audited(sink, audit_options=AuditOptions(queue_size=10, flush_interval=0.001))
+    for _ in range(100):  # would take 500 s if decide() waited for the sink
+        assert engine.decide("a", "open").effect is Effect.ALLOW
+    assert engine.auditor is not None and engine.auditor.dropped >= 80
+    release.set()
+    engine.close()
+    assert 1 <= len(sink.events) <= 20
+
+
+def test_multi_and_logging_sinks(caplog: pytest.LogCaptureFixture) -> None:
+    memory = MemorySink()
+    caplog.set_level(logging.INFO, logger="policylayer_core.audit")
+    engine = audited(MultiSink(memory, LoggingSink()))
+    engine.decide("a", "open")
+    engine.close()
+    assert len(memory.events) == 1
+    logged = [
+        json.loads(r.getMessage()) for r in caplog.records if r.name == "policylayer_core.audit"
+    ]
+    assert logged[0]["tool"] == "open" and logged[0]["effect"] == "allow"
+
+
+def test_bundle_events_name_the_policy() -> None:
+    sub = {"version": "1", "default": "allow"}
+    doc = {"version": "1", "policies": {"ops/prod": sub}, "grants": {"*": "ops/prod"}}
+    sink = MemorySink()
+    engine = PolicyEngine(doc, audit=sink)
+    engine.decide("a", "t")
+    engine.close()
+    assert decisions(sink)[0].policy == "ops/prod"
+
+
+def test_engine_wide_shadow_mode_lets_everything_through_and_records_it() -> None:
+    sink = MemorySink()
+    engine = audited(sink, mode="shadow")
+    d = engine.decide("a", "secret")
+    assert (d.effect, d.allowed, d.enforced) == (Effect.DENY, True, False)
+    assert engine.decide("a", 5).allowed  # type: ignore[arg-type]
+    engine.close()
+    assert decisions(sink)[0].enforced is False and decisions(sink)[0].effect == "deny"
+    with pytest.raises(ValueError, match="mode must be"):
+        PolicyEngine(DOC, mode="loud")  # type: ignore[arg-type]
+
+
+# -- reload events and the watched file ---------------------------------------------------
+
+
+def test_reload_records_old_and_new_hashes_and_failures() -> None:
+    sink = MemorySink()
+    engine = audited(sink)
+    old = engine.policy.digest
+    engine.reload(policy({"x": {}}))
+    with pytest.raises(PolicyError):
+        engine.reload({"version": "1", "default": "sometimes"})
+    engine.close()
+    reload, failed = [e for e in sink.events if e.kind != "decision"]
+    assert (reload.kind, reload.old_hash, reload.policy_hash) == (
+        "reload",
+        old,
+        engine.policy.digest,
+    )
+    assert failed.kind == "reload_failed" and failed.policy_hash == engine.policy.digest
+    assert any("/default" in issue for issue in failed.issues)
+
+
+def write(path: Path, doc: dict[str, Any]) -> None:
+    path.write_text(json.dumps(doc), "utf-8")
+
+
+def test_a_watched_file_reloads_after_the_poll_interval(tmp_path: Path) -> None:
+    file, clock, sink = tmp_path / "policy.json", FakeClock(), MemorySink()
+    write(file, policy({"a": {}}))
+    engine = PolicyEngine.from_file(file, watch=True, watch_interval=5.0, clock=clock, audit=sink)
+    assert engine.decide("i", "b").effect is Effect.DENY
+    write(file, policy({"b": {}}))
+    clock.advance(4.9)
+    assert engine.decide("i", "b").effect is Effect.DENY  # not polled yet
+    clock.advance(0.2)
+    assert engine.decide("i", "b").effect is Effect.ALLOW  # this call polled and reloaded
+    engine.close()
+    assert [e.kind for e in sink.events if e.kind != "decision"] == ["reload"]
+
+
+def test_a_broken_edit_keeps_the_last_good_policy(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    file, clock, sink = tmp_path / "policy.json", FakeClock(), MemorySink()
+    write(file, policy({"a": {}}))
+    engine = PolicyEngine.from_file(file, watch=True, watch_interval=1.0, clock=clock, audit=sink)
+    file.write_text('{"version": "1", "default": "deny", "tools": {"a": {"deny-if": []}}}', "utf-8")
+    assert engine.poll() is False
+    assert engine.decide("i", "a").effect is Effect.ALLOW
+    assert "deny-if" in caplog.text and "policy.json:1:" in caplog.text
+    assert engine.poll() is False  # the same broken content is reported once
+    write(file, policy({"c": {}}))
+    assert engine.poll() is True
+    assert engine.decide("i", "c").effect is Effect.ALLOW
+    engine.close()
+    kinds = [e.kind for e in sink.events if e.kind != "decision"]
+    assert kinds == ["reload_failed", "reload"]
+
+
+def test_a_touch_without_change_does_not_reload(tmp_path: Path) -> None:
+    file = tmp_path / "policy.json"
+    write(file, policy({"a": {}}))
+    engine = PolicyEngine.from_file(file, watch=True, watch_interval=0.0, clock=FakeClock())
+    file.write_text(file.read_text("utf-8"), "utf-8")
+    assert engine.poll() is False
+    file.unlink()
+    assert engine.poll() is False  # a missing file (mid-replace) is tried again later
+    assert engine.decide("i", "a").effect is Effect.ALLOW
+
+
+def test_reload_keeps_buckets_of_unchanged_counters_through_the_watch(tmp_path: Path) -> None:
+    file, clock = tmp_path / "policy.json", FakeClock()
+    limited = {"limits": [{"counter": "w", "window": "hour", "max": 1}]}
+    write(file, policy({"a": limited}))
+    engine = PolicyEngine.from_file(file, watch=True, watch_interval=1.0, clock=clock)
+    assert engine.decide("i", "a").effect is Effect.ALLOW
+    write(file, policy({"a": limited, "b": {}}))
+    clock.advance(1.0)
+    assert engine.decide("i", "b").effect is Effect.ALLOW  # reloaded
+    assert engine.decide("i", "a").effect is Effect.RATE_LIMITED  # the bucket kept its state
