@@ -13,6 +13,7 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, ru
 
 from conftest import FakeClock, policy
 from policylayer_core import Decision, Effect, PolicyEngine
+from policylayer_core.ratelimit import StoreUnavailable
 
 ALLOW, DENY, RATE, APPROVAL = (
     Effect.ALLOW,
@@ -433,3 +434,42 @@ def test_a_cost_path_that_meets_the_wrong_shape_is_indeterminate(clock: FakeCloc
     assert (d.effect, d.rule) == (DENY, "/tools/t/limits/0")
     assert "args.a.0" in d.reason and "a string" in d.reason and "_Missing" not in d.reason
     assert engine.decide("i", "t", {"a": {"0": 3}}).effect is ALLOW
+
+
+class UnreachableStore:
+    """A store whose backend is down, as a network store reports it."""
+
+    def __init__(self, *, fail_open: bool) -> None:
+        self.fail_open = fail_open
+
+    def take(self, charges: Any) -> Any:
+        raise StoreUnavailable("connection refused", fail_open=self.fail_open)
+
+    def check(self, charges: Any) -> Any:
+        raise StoreUnavailable("connection refused", fail_open=self.fail_open)
+
+    def refund(self, receipt: Any) -> None:
+        raise AssertionError("nothing was taken, so nothing is refunded")
+
+
+@pytest.mark.parametrize(("fail_open", "effect"), [(False, DENY), (True, ALLOW)])
+def test_an_unavailable_store_follows_its_failure_policy(fail_open: bool, effect: Effect) -> None:
+    doc = policy(
+        {
+            "t": {"limits": [{"window": "hour", "max": 5}]},
+            "u": {"limits": [{"window": "hour", "max": 5}]},
+        },
+        all_tools={"limits": [{"window": "hour", "max": 9}]},
+    )
+    engine = PolicyEngine(doc, store=UnreachableStore(fail_open=fail_open))  # type: ignore[arg-type]
+    d = engine.decide("i", "t")
+    assert (d.effect, d.rule) == (effect, "/all_tools/limits/0")
+    assert "rate-limit store is unavailable (connection refused)" in d.reason
+    assert engine.explain("i", "t").decision.effect is effect
+    d.refund()  # nothing taken: a no-op
+    assert engine.internal_failures == 0
+    single = PolicyEngine(
+        policy({"t": {"limits": [{"window": "hour", "max": 5}]}}),
+        store=UnreachableStore(fail_open=fail_open),
+    )  # type: ignore[arg-type]
+    assert single.decide("i", "t").effect is effect  # the one-bucket fast path too

@@ -18,7 +18,7 @@ from typing import Any
 from policylayer_core.conditions import Check, Indeterminate, describe_type
 from policylayer_core.decision import Decision, Effect
 from policylayer_core.paths import MISSING, ShapeMismatch, resolve
-from policylayer_core.ratelimit import BucketSpec, RateLimitStore, Shortfall
+from policylayer_core.ratelimit import BucketSpec, RateLimitStore, Shortfall, StoreUnavailable
 from policylayer_core.validators import ArgumentValidator
 
 __all__ = ["CostSource", "LimitPlan", "RuleCheck", "Step", "ToolProgram", "read_cost"]
@@ -301,7 +301,10 @@ class ToolProgram:
             plan = self.limits[0]
             scope = plan.scope
             key = identity if scope == GRANT else plan.key(identity, session)
-            outcome = take_one(plan.spec, key, plan.fixed_cost)
+            try:
+                outcome = take_one(plan.spec, key, plan.fixed_cost)
+            except StoreUnavailable as down:
+                return self._store_down(down, plan, None)
             if outcome.__class__ is not Shortfall:
                 return self.allow.with_receipt(self.store, outcome)
         charges: list[tuple[BucketSpec, Hashable, int]] = []
@@ -324,7 +327,10 @@ class ToolProgram:
         if not charges:
             return self.allow
         store = self.store
-        outcome = store.check(charges) if dry else store.take(charges)
+        try:
+            outcome = store.check(charges) if dry else store.take(charges)
+        except StoreUnavailable as down:
+            return self._store_down(down, plans[0], trace)
         if isinstance(outcome, Shortfall):
             plan = plans[outcome.index]
             wait = outcome.retry_after
@@ -340,3 +346,21 @@ class ToolProgram:
         if outcome is None:
             return self.allow
         return self.allow.with_receipt(store, outcome)
+
+    def _store_down(self, down: StoreUnavailable, plan: LimitPlan, trace: Trace) -> Decision:
+        """The decision when the rate-limit store cannot answer: the store's failure policy."""
+        if down.fail_open:
+            reason = (
+                f"The call to '{self.tool}' is allowed without counting it: the rate-limit "
+                f"store is unavailable ({down}) and is set to fail open."
+            )
+            effect = Effect.ALLOW
+        else:
+            reason = (
+                f"The call to '{self.tool}' is denied because the rate-limit store is "
+                f"unavailable ({down}); try again shortly."
+            )
+            effect = Effect.DENY
+        if trace is not None:
+            trace.append(Step(plan.pointer, f"store unavailable: {effect.value}", reason))
+        return self.make(effect, plan.pointer, reason, None)

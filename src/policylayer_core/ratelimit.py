@@ -45,6 +45,7 @@ __all__ = [
     "RateLimitStore",
     "Receipt",
     "Shortfall",
+    "StoreUnavailable",
 ]
 
 WINDOW_SECONDS: Final[dict[str, float]] = {
@@ -140,6 +141,19 @@ class Shortfall:
 
     index: int
     retry_after: float
+
+
+class StoreUnavailable(Exception):  # noqa: N818 - a state of the world, named as such
+    """A store could not answer in time (a network store that is down or slow).
+
+    Raised by `take`/`check`; the engine turns it into a decision, never an error:
+    `fail_open=False` (the default of every store) denies the call, `fail_open=True`
+    allows it without counting, and either way the reason says the store was unavailable.
+    """
+
+    def __init__(self, message: str, *, fail_open: bool = False) -> None:
+        super().__init__(message)
+        self.fail_open = fail_open
 
 
 class RateLimitStore(Protocol):
