@@ -58,6 +58,7 @@ class Auditor:
         self._wall = wall_clock
         self._queue: deque[Pending | AuditEvent] = deque()
         self._limit = self.options.queue_size
+        self._opted_in = self.options.record_args or bool(self.options.record_args_for)
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._drain_lock = threading.Lock()
@@ -75,23 +76,23 @@ class Auditor:
     ) -> None:
         """Queue one decision; O(1), never blocks, never raises for what the caller sent."""
         queue = self._queue
-        if len(queue) >= self._limit:
+        waiting = len(queue)
+        if waiting >= self._limit:
             self.dropped += 1
             return
-        if isinstance(args, dict):
+        values = None
+        if args.__class__ is dict or isinstance(args, dict):
+            # The keys are copied now: the caller may change its dict after the call.
             keys: tuple[Any, ...] = tuple(args)
-            values = (
-                redact(args, self.options.redact)
-                if self.options.records_args(decision.tool)
-                else None
-            )
+            if self._opted_in and self.options.records_args(decision.tool):
+                values = redact(args, self.options.redact)
         else:
-            keys, values = (), None
+            keys = ()
         queue.append((self._wall(), decision, identity, session, keys, values, digest))
-        if self._thread is None:
-            self._start()
-        if len(queue) >= _WAKE_AT:
+        if waiting >= _WAKE_AT:
             self._wake.set()
+        elif self._thread is None:
+            self._start()
 
     def record_reload(self, *, old: str, new: str | None, issues: tuple[str, ...] = ()) -> None:
         """Queue a reload (new is the new digest) or a failed reload (new is None)."""

@@ -20,7 +20,7 @@ import logging
 import threading
 from collections import deque
 from collections.abc import Iterable, Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, fields
 from typing import Any, Protocol, runtime_checkable
 
 __all__ = [
@@ -70,7 +70,9 @@ class AuditEvent:
 
     def to_dict(self) -> dict[str, Any]:
         """The event as a JSON-ready dict, leaving out fields that do not apply."""
-        data = asdict(self)
+        # Field by field rather than dataclasses.asdict, which deep-copies the arguments:
+        # this runs once per decision on the audit thread.
+        data = {name: getattr(self, name) for name in _FIELDS}
         data["arg_keys"] = list(self.arg_keys)
         data["issues"] = list(self.issues)
         return {k: v for k, v in data.items() if v is not None and v != []}
@@ -78,6 +80,9 @@ class AuditEvent:
     def to_json(self) -> str:
         """One line of JSON (non-JSON argument values are written with `repr`)."""
         return json.dumps(self.to_dict(), ensure_ascii=False, separators=(",", ":"), default=repr)
+
+
+_FIELDS = tuple(f.name for f in fields(AuditEvent))
 
 
 @dataclass(frozen=True, slots=True)
