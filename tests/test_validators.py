@@ -550,7 +550,15 @@ def test_verdicts_equal_jsonschema(schema: dict[str, Any], instances: list[Any])
     validate = compile_validator(schema)
     assert validate.__code__.co_filename == "<policylayer compiled schema>"
     for instance in instances:
-        assert verdict(validate, instance) is verdict(reference(schema).is_valid, instance)
+        try:
+            expected = reference(schema).is_valid(instance) is True
+        except Exception:
+            # jsonschema cannot judge this value (a non-string key met by
+            # patternProperties): it is not JSON, and where jsonschema stops depends on
+            # the order it happens to evaluate keywords in. Issue 9 (hostile input)
+            # decides how the engine treats non-JSON arguments as a whole.
+            continue
+        assert verdict(validate, instance) is expected
 
 
 def verdict(check: Callable[[Any], Any], instance: Any) -> bool:
