@@ -555,7 +555,7 @@ def test_explain_with_a_str_subclass_takes_no_tokens() -> None:
     check(engine.decide("i", "t"), ALLOW, "/tools/t")
 
 
-def test_explain_fails_closed_like_decide() -> None:
+def test_arguments_nested_too_deeply_are_denied_with_a_reason() -> None:
     schema = {
         "properties": {"deep": {"$ref": "#/$defs/n"}},
         "$defs": {"n": {"type": "array", "items": {"$ref": "#/$defs/n"}}},
@@ -566,8 +566,8 @@ def test_explain_fails_closed_like_decide() -> None:
         deep = [deep]
     d = engine.decide("i", "t", {"deep": deep})
     ex = engine.explain("i", "t", {"deep": deep})
-    assert d.effect is DENY and ex.decision.effect is DENY
-    assert "failed while deciding" in ex.decision.reason
+    check(d, DENY, "/tools/t", "nested too deeply")
+    assert ex.decision == d and engine.internal_failures == 0
     assert engine.decide("i", "t", {"deep": [[]]}).effect is ALLOW
 
 
@@ -575,3 +575,16 @@ def test_odd_input_in_shadow_mode_goes_through() -> None:
     engine = PolicyEngine(policy(mode="shadow"))
     d = engine.decide("i", 7, {})  # type: ignore[arg-type]
     assert (d.effect, d.allowed, d.enforced) == (DENY, True, False)
+
+
+def test_explain_fails_closed_like_decide() -> None:
+    class Boom(dict[str, Any]):
+        def get(self, *a: Any) -> Any:
+            raise RuntimeError("kaboom")
+
+    engine = PolicyEngine(
+        policy({"t": {"deny_if": [{"conditions": [{"path": "args.a", "op": "eq", "value": 1}]}]}})
+    )
+    ex = engine.explain("i", "t", Boom(a=1))
+    check(ex.decision, DENY, "", "failed while deciding")
+    assert ex.steps[-1].outcome == "engine failure: deny"

@@ -288,6 +288,16 @@ class ToolProgram:
             if trace is not None:
                 trace.append(Step(unknown.pointer, "indeterminate: deny", unknown.reason))
             return self.make(Effect.DENY, unknown.pointer, unknown.reason, None)
+        except RecursionError:
+            # Arguments nested deeper than Python can walk (an agent can send 10,000
+            # levels): not a bug in the engine, a call that cannot be judged.
+            reason = (
+                f"The arguments for '{self.tool}' are nested too deeply to check, so the call "
+                "is denied to stay safe; send flatter arguments."
+            )
+            if trace is not None:
+                trace.append(Step(self.entry_pointer, "too deep: deny", reason))
+            return self.make(Effect.DENY, self.entry_pointer, reason, None)
         if trace is not None:
             trace.append(Step(self.allow.rule, "allow"))
         return self.allow
