@@ -563,3 +563,12 @@ def test_x_keys_in_name_maps_are_ignored_too() -> None:
         }
     )
     assert list(bundle.policies) == ["p"] and bundle.grants == {"*": "p"}
+
+
+def test_a_top_level_schema_key_is_allowed_for_editors() -> None:
+    doc = {"$schema": "https://example.com/policy.schema.json", "version": "1", "default": "deny"}
+    load_policy(doc)
+    bundle = {"$schema": "./policy.schema.json", "version": "1", "policies": {}}
+    load_policy(bundle)
+    with pytest.raises(PolicyError):
+        load_policy({"$schema": 1, "version": "1", "default": "deny"})

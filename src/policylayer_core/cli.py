@@ -327,6 +327,7 @@ _DESCRIPTIONS = {
     "every glob; among globs the most literal wins, then the first in the file.",
     "mode": "'shadow' decides, audits and counts as usual but lets every call through.",
     "description": "Free text.",
+    "$schema": "Where editors find this JSON Schema; ignored by the engine.",
     "policies": "The policies of this bundle, by name.",
     "grants": "Identity or glob over identities -> the name of the policy that applies.",
     "require": "Rules (or bare conditions) that must all hold, else the call is denied.",

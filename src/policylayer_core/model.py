@@ -327,6 +327,8 @@ class Policy(_Strict):
     tools: dict[str, ToolEntry] = Field(default_factory=dict)
     mode: Literal["enforce", "shadow"] = "enforce"
     description: str | None = None
+    # Editors find the format's JSON Schema through it (`policylayer schema`).
+    schema_uri: str | None = Field(default=None, alias="$schema")
 
     _names = field_validator("tools", mode="before")(_drop_extension_names)
 
@@ -340,5 +342,6 @@ class Bundle(_Strict):
     policies: dict[str, Policy]
     grants: dict[str, str] = Field(default_factory=dict)
     description: str | None = None
+    schema_uri: str | None = Field(default=None, alias="$schema")
 
     _names = field_validator("policies", "grants", mode="before")(_drop_extension_names)
