@@ -14,7 +14,9 @@ from pathlib import Path
 from benchmarks import budgets, report
 from benchmarks.cases_engine import engine_rows, scale_rows
 from benchmarks.cases_floors import EMPTY_CALL, floor_rows
+from benchmarks.cases_middleware import middleware_rows
 from benchmarks.cases_peers import peer_rows
+from benchmarks.cases_redis import redis_rows
 from benchmarks.cases_validation import validation_rows
 from benchmarks.harness import Case, Measurement, Settings, one_line, run_suite
 from benchmarks.memory import MemoryResult, measure_buckets
@@ -28,7 +30,9 @@ ROW_BUILDERS: tuple[Callable[[Sizes], list[Row]], ...] = (
     engine_rows,
     scale_rows,
     validation_rows,
+    middleware_rows,
     peer_rows,
+    redis_rows,
 )
 
 

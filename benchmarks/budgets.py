@@ -14,7 +14,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from benchmarks import cases_engine as eng
+from benchmarks import cases_middleware as mw
 from benchmarks import cases_peers as peers
+from benchmarks import cases_redis as rds
 from benchmarks import cases_validation as val
 
 __all__ = [
@@ -188,6 +190,8 @@ BUDGETS: dict[str, Sequence[Budget]] = {
     eng.SCALE_IDENTITIES: _SCALE,
     eng.SCALE_BOTH: _SCALE,
     val.OURS: [Ratio(val.FASTJSONSCHEMA, "fastjsonschema")],
+    mw.POLICY: [MaxMedian(3_000, above=mw.BARE)],
+    mw.POLICY_STATIC: [MaxMedian(3_000, above=mw.BARE)],
     MEMORY_KEY: [MaxBytes(150)],
     RECLAIM_KEY: [Reclaimed()],
 }
@@ -205,6 +209,10 @@ COMPARED_WITH: dict[str, tuple[str, str]] = {
     eng.SCALE_IDENTITIES: (eng.SCALE_BASE, "scale base"),
     eng.SCALE_BOTH: (eng.SCALE_BASE, "scale base"),
     val.OURS: (val.FASTJSONSCHEMA, "fastjsonschema"),
+    rds.ONE_LIMIT_REDIS: (rds.LIMITS_FIXED_REDIS, "limits FixedWindow (Redis)"),
+    rds.REALISTIC_REDIS: (rds.PING, "Redis PING"),
+    mw.POLICY: (mw.RATE_LIMITING, "FastMCP RateLimitingMiddleware"),
+    mw.POLICY_STATIC: (mw.RATE_LIMITING, "FastMCP RateLimitingMiddleware"),
 }
 
 

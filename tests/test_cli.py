@@ -286,7 +286,7 @@ def test_explain_errors(tmp_path: Path) -> None:
 def policies_in_docs() -> list[tuple[str, Any]]:
     """Every example policy: examples/*policy*.json and the policy blocks of docs/*.md."""
     found = [
-        (p.name, json.loads(p.read_text("utf-8"))) for p in sorted(EXAMPLES.glob("*policy*.json"))
+        (p.name, json.loads(p.read_text("utf-8"))) for p in sorted(EXAMPLES.glob("*policy.json"))
     ]
     for md in sorted((ROOT / "docs").glob("*.md")):
         text = md.read_text("utf-8")

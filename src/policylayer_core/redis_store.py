@@ -70,6 +70,10 @@ class RedisStore:
       the script still reads `TIME`); `_clock` is the monotonic clock of the back-off.
     """
 
+    # Each call is a network round trip: async integrations move decide() off the event
+    # loop for a blocking store (see policylayer_core.fastmcp).
+    blocking = True
+
     __slots__ = (
         "_client",
         "_clock",
