@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from benchmarks import budgets, report
+from benchmarks.cases_audit import audit_rows
 from benchmarks.cases_engine import engine_rows, scale_rows
 from benchmarks.cases_floors import EMPTY_CALL, floor_rows
 from benchmarks.cases_middleware import middleware_rows
@@ -28,6 +29,7 @@ DOCS = Path(__file__).resolve().parent.parent / "docs" / "performance.md"
 ROW_BUILDERS: tuple[Callable[[Sizes], list[Row]], ...] = (
     floor_rows,
     engine_rows,
+    audit_rows,
     scale_rows,
     validation_rows,
     middleware_rows,

@@ -13,6 +13,7 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+from benchmarks import cases_audit as aud
 from benchmarks import cases_engine as eng
 from benchmarks import cases_middleware as mw
 from benchmarks import cases_peers as peers
@@ -192,6 +193,8 @@ BUDGETS: dict[str, Sequence[Budget]] = {
     val.OURS: [Ratio(val.FASTJSONSCHEMA, "fastjsonschema")],
     mw.POLICY: [MaxMedian(3_000, above=mw.BARE)],
     mw.POLICY_STATIC: [MaxMedian(3_000, above=mw.BARE)],
+    aud.AUDIT_STATIC: [Ratio(eng.STATIC_ALLOW, "decide() without audit", within=3.0)],
+    aud.AUDIT_REALISTIC: [Ratio(eng.REALISTIC, "decide() without audit", within=3.0)],
     MEMORY_KEY: [MaxBytes(150)],
     RECLAIM_KEY: [Reclaimed()],
 }
@@ -209,6 +212,8 @@ COMPARED_WITH: dict[str, tuple[str, str]] = {
     eng.SCALE_IDENTITIES: (eng.SCALE_BASE, "scale base"),
     eng.SCALE_BOTH: (eng.SCALE_BASE, "scale base"),
     val.OURS: (val.FASTJSONSCHEMA, "fastjsonschema"),
+    aud.AUDIT_STATIC: (eng.STATIC_ALLOW, "decide() without audit"),
+    aud.AUDIT_REALISTIC: (eng.REALISTIC, "decide() without audit"),
     rds.ONE_LIMIT_REDIS: (rds.LIMITS_FIXED_REDIS, "limits FixedWindow (Redis)"),
     rds.REALISTIC_REDIS: (rds.PING, "Redis PING"),
     mw.POLICY: (mw.RATE_LIMITING, "FastMCP RateLimitingMiddleware"),
