@@ -1,4 +1,4 @@
-"""The `policylayer` command: check, explain, schema and suggest (see docs/cli.md).
+"""The `policylayer` command: check, explain, schema, suggest and test (see docs/cli.md).
 
 Output for people is plain text on stdout; `--json` prints the same facts for machines.
 Exit status: 0 when all is well, 1 when a policy has problems (or, with `check --strict`,
@@ -21,6 +21,7 @@ from policylayer_core.jsontext import parse_json_text
 from policylayer_core.lint import lint
 from policylayer_core.loader import LoadedPolicy, load_policy
 from policylayer_core.model import OPERATORS, Bundle
+from policylayer_core.policytest_command import run_command
 from policylayer_core.risk import Category, Classification, read_tools, suggest_policy
 
 __all__ = ["main", "policy_schema", "pretty_json"]
@@ -77,6 +78,15 @@ def _parser() -> argparse.ArgumentParser:
     )
     suggest.add_argument("--json", action="store_true", help="print the classification as JSON")
     suggest.set_defaults(run=_suggest, parser=suggest)
+
+    test = commands.add_parser("test", help="run a policy's test cases (*.policytest.json)")
+    test.add_argument("target", metavar="POLICY_OR_DIR", help="a policy, case file or directory")
+    test.add_argument("cases", nargs="*", metavar="CASES", help="case files for the policy")
+    test.add_argument("--junit-xml", metavar="FILE", help="also write a JUnit XML report")
+    test.add_argument("--coverage", action="store_true", help="list every rule and if reached")
+    test.add_argument("--fail-under", type=float, metavar="PCT", help="fail below PCT coverage")
+    test.add_argument("--json", action="store_true", help="print JSON for machines")
+    test.set_defaults(run=run_command, parser=test)
     return parser
 
 
