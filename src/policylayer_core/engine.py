@@ -168,7 +168,7 @@ class PolicyEngine:
         if self.auditor is not None:
             # An instance attribute shadows the method: engines without an audit sink or
             # a watched file pay nothing for either on the decision path.
-            self.decide = self._audited_decide()  # type: ignore[method-assign]
+            self.decide = self._decide_and_observe  # type: ignore[method-assign]
 
     @classmethod
     def from_file(
@@ -250,26 +250,6 @@ class PolicyEngine:
         """Deliver the audit events still queued and close the audit sink."""
         if self.auditor is not None:
             self.auditor.close()
-
-    def _audited_decide(self) -> Callable[..., Decision]:
-        """decide() followed by queueing its audit record (for an engine that does not watch)."""
-        decide: Callable[..., Decision] = PolicyEngine.decide.__get__(self)
-        record = self.auditor.record  # type: ignore[union-attr]
-
-        def audited(
-            identity: str,
-            tool: str,
-            args: Any = None,
-            *,
-            session: str | None = None,
-            approved: bool = False,
-        ) -> Decision:
-            digest = self._state.digest
-            decision = decide(identity, tool, args, session=session, approved=approved)
-            record(decision, identity, session, args, digest)
-            return decision
-
-        return audited
 
     def _decide_and_observe(
         self,

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 import re
-from typing import Annotated, Any, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal, get_args
 
 from pydantic import (
     BaseModel,
@@ -25,6 +25,7 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
+from policylayer_core.conditions import describe_type
 from policylayer_core.paths import PathSyntaxError, parse_path
 from policylayer_core.schemas import check_argument_schema
 
@@ -39,27 +40,6 @@ __all__ = [
     "ToolEntry",
 ]
 
-OPERATORS: tuple[str, ...] = (
-    "eq",
-    "neq",
-    "in",
-    "not_in",
-    "lt",
-    "lte",
-    "gt",
-    "gte",
-    "regex",
-    "glob",
-    "starts_with",
-    "ends_with",
-    "contains",
-    "len_gt",
-    "len_gte",
-    "len_lt",
-    "len_lte",
-    "len_eq",
-    "exists",
-)
 Operator = Literal[
     "eq",
     "neq",
@@ -81,6 +61,7 @@ Operator = Literal[
     "len_eq",
     "exists",
 ]
+OPERATORS: tuple[str, ...] = get_args(Operator)
 
 _NUMBER_OPS = frozenset({"lt", "lte", "gt", "gte"})
 _STRING_OPS = frozenset({"regex", "glob", "starts_with", "ends_with"})
@@ -94,19 +75,7 @@ def _fail(message: str) -> PydanticCustomError:
 
 def _json_type(value: Any) -> str:
     """The JSON name of a value's type, for messages."""
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, int | float):
-        return "a number"
-    if isinstance(value, str):
-        return "a string"
-    if isinstance(value, list):
-        return "an array"
-    if isinstance(value, dict):
-        return "an object"
-    return f"a Python {type(value).__name__}"
+    return describe_type(value)
 
 
 class _Strict(BaseModel):
