@@ -38,6 +38,7 @@ from policylayer_core.ratelimit import (
     StoreUnavailable,
 )
 from redis_server import REQUIRED_BY, RedisServer, require_redis_server
+from test_ratelimit import make, ok
 
 try:
     import redis
@@ -51,22 +52,6 @@ except ImportError:  # pragma: no cover - the `test` extra installs redis
 ALLOW, DENY, RATE = Effect.ALLOW, Effect.DENY, Effect.RATE_LIMITED
 REDIS_TOL = 0.25  # seconds of real time a Redis test may spend between a drain and a check
 SLOW = 5.0  # timeout of the behavioural suite: a loaded machine must not turn into a failure
-
-
-def make(
-    max: int = 30,
-    window: float = 60.0,
-    burst: int | None = None,
-    *,
-    scope: str = "grant",
-    namespace: str = "",
-    counter: str = "calls",
-) -> BucketSpec:
-    return BucketSpec(namespace, counter, scope, max, window, max if burst is None else burst)
-
-
-def ok(outcome: Receipt | Shortfall) -> bool:
-    return isinstance(outcome, list)
 
 
 # -- the stores under test ---------------------------------------------------------------
