@@ -14,10 +14,11 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from fnmatch import translate
 from typing import Any, TypeVar
 
+from policylayer_core._program_codegen import Run, Specialiser, general_run
 from policylayer_core.conditions import Check, compile_condition, describe_type
 from policylayer_core.decision import Decision, Effect
 from policylayer_core.globs import BoundedCache, GlobTable, is_glob
@@ -51,7 +52,10 @@ class Route:
 
     `constant` is returned whatever the arguments (a static denial); `static` is
     returned when the arguments are None or an object (a plain allow); otherwise
-    `program` runs. `steps` record how the name was resolved, for `explain()`.
+    `run(route, identity, tool, args, session, approved)` decides with the program's
+    generated code (`_program_codegen`), which reads this route's own `decisions` and
+    the allow decision's `fields`. `steps` record how the name was resolved, for
+    `explain()`.
     `listed` is false for a tool that is hidden or falls to `default: deny`, which
     tools/list leaves out. A tool with `action: deny` stays listed: the format calls it
     "visible but always denied", which is what sets it apart from `hide`.
@@ -62,6 +66,9 @@ class Route:
     program: ToolProgram | None
     steps: tuple[Step, ...]
     listed: bool = True
+    run: Run = general_run
+    decisions: tuple[Decision, ...] = ()
+    fields: tuple[Any, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,6 +78,7 @@ class _RuleParts:
     summary: str
     on_deny: str | None
     name: str | None = None
+    simple: tuple[str, str, Any] | None = None
 
     @property
     def label(self) -> str:
@@ -117,14 +125,35 @@ def _compile_rule(pointer: str, rule: Rule | Condition) -> _RuleParts:
         check = compile_condition(
             pointer, rule.path, rule.op, rule.value, "value" in rule.model_fields_set
         )
-        return _RuleParts(pointer, check, _summary([rule]), None)
+        return _RuleParts(pointer, check, _summary([rule]), None, simple=_simple([rule]))
     checks = [
         compile_condition(
             f"{pointer}/conditions/{i}", c.path, c.op, c.value, "value" in c.model_fields_set
         )
         for i, c in enumerate(rule.conditions)
     ]
-    return _RuleParts(pointer, _all_of(checks), _summary(rule.conditions), rule.on_deny, rule.name)
+    return _RuleParts(
+        pointer,
+        _all_of(checks),
+        _summary(rule.conditions),
+        rule.on_deny,
+        rule.name,
+        _simple(rule.conditions),
+    )
+
+
+def _simple(conditions: list[Condition]) -> tuple[str, str, Any] | None:
+    """(key, op, value) for a rule that is one condition on `args.KEY`, else None."""
+    if len(conditions) != 1 or "value" not in conditions[0].model_fields_set:
+        return None
+    condition = conditions[0]
+    parsed = parse_path(condition.path)
+    if parsed.root != "args" or len(parsed.steps) != 1:
+        return None
+    key = parsed.steps[0]
+    if not isinstance(key, str) or key == "*":
+        return None
+    return key, condition.op, condition.value
 
 
 def _all_of(checks: list[Check]) -> Check | None:
@@ -159,6 +188,8 @@ class CompiledPolicy:
             re.compile(translate(p)).match if is_glob(p) else p.__eq__ for p in policy.hide
         )
         all_tools = policy.all_tools or RuleSet()
+        self._specialise = Specialiser(store)
+        self._all_tools_rules: dict[str, list[_RuleParts]] = {}
         self._interned: dict[Any, Any] = {}
         self._parts: dict[str, Parts] = {
             key: self._compile_entry(key, entry, all_tools) for key, entry in policy.tools.items()
@@ -168,10 +199,12 @@ class CompiledPolicy:
         self._default_parts = self._compile_entry(None, ToolEntry(), all_tools)
         self._cache: BoundedCache[Route] = BoundedCache(ROUTE_CACHE_SIZE)
         self.cached = self._cache.get  # read without a lock on the hot path
-        self.routes: dict[str, Route] = {
-            name: self.resolve(name)
-            for name in (*self._exact, *(p for p in self._hide if not is_glob(p)))
-        }
+        self.routes: dict[str, Route] = _packed(
+            {
+                name: self.resolve(name)
+                for name in (*self._exact, *(p for p in self._hide if not is_glob(p)))
+            }
+        )
 
     # -- compile time ---------------------------------------------------------------
 
@@ -185,10 +218,14 @@ class CompiledPolicy:
         base = self._ptr("tools", key) if key is not None else self._ptr("default")
 
         def rules(attr: str) -> tuple[_RuleParts, ...]:
-            shared = [
-                _compile_rule(self._ptr("all_tools", attr, i), r)
-                for i, r in enumerate(getattr(all_tools, attr))
-            ]
+            # all_tools rules are compiled once per policy: every tool then shares their
+            # closures, and so can share generated code.
+            shared = self._all_tools_rules.get(attr)
+            if shared is None:
+                shared = self._all_tools_rules[attr] = [
+                    _compile_rule(self._ptr("all_tools", attr, i), r)
+                    for i, r in enumerate(getattr(all_tools, attr))
+                ]
             own = (
                 [_compile_rule(f"{base}/{attr}/{i}", r) for i, r in enumerate(getattr(entry, attr))]
                 if key is not None
@@ -309,7 +346,16 @@ class CompiledPolicy:
     def _program_route(self, parts: Parts, tool: str, steps: list[Step]) -> Route:
         program = self._instantiate(parts, tool)
         static = program.allow if program.is_static else None
-        return Route(None, static, program, tuple(steps))
+        run, decisions = self._specialise(program)
+        return Route(
+            None,
+            static,
+            program,
+            tuple(steps),
+            run=run,
+            decisions=decisions,
+            fields=program.allow._fields,
+        )
 
     def _make(
         self, effect: Effect, tool: str, rule: str, reason: str, retry_after: float | None = None
@@ -329,6 +375,7 @@ class CompiledPolicy:
                 rule.summary
                 if rule.label == rule.pointer
                 else f"{rule.label.split(' at ')[0]}: {rule.summary}",
+                rule.simple,
             )
 
         entry = parts.entry_pointer
@@ -389,6 +436,19 @@ class CompiledPolicy:
                 Effect.ALLOW, entry, f"The call to '{tool}' is allowed by {allowed_by}.", None
             ),
         )
+
+
+def _packed(routes: dict[str, Route]) -> dict[str, Route]:
+    """The same routes, with what a call reads of each (the route and its allow fields)
+    made again side by side.
+
+    Resolving a name allocates a dozen objects, so the routes of a large policy end up
+    scattered through memory, one cache line and often one page each. With 10,000
+    tools called at random, a call's cost is mostly cache misses; copies made in one
+    pass sit together and miss less (about 200 ns less a call, measured).
+    """
+    fields = {name: tuple(list(route.fields)) for name, route in routes.items()}
+    return {name: replace(route, fields=fields[name]) for name, route in routes.items()}
 
 
 def _violation_reason(tool: str) -> Callable[[Any], str]:

@@ -308,8 +308,7 @@ class PolicyEngine:
             decision = route.static
             if decision is not None and (args is None or args.__class__ is dict):
                 return decision
-            assert route.program is not None
-            return route.program.run(identity, args, session, approved)
+            return route.run(route, identity, tool, args, session, approved)
         except Exception as exc:
             return self._failed(exc, tool)
 

@@ -11,7 +11,7 @@ through the very code that decides.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -49,13 +49,16 @@ Trace = list[Step] | None
 class RuleCheck:
     """A compiled rule: its pointer, its conditions as one check, and its verdict.
 
-    `holds` is None for a rule with no conditions, which always holds.
+    `holds` is None for a rule with no conditions, which always holds. `simple` is
+    `(key, op, value)` when the rule is one condition on `args.KEY`, the shape the
+    program generator (`_program_codegen.py`) writes inline.
     """
 
     pointer: str
     holds: Check | None
     decision: Decision
     summary: str
+    simple: tuple[str, str, Any] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -314,7 +317,7 @@ class ToolProgram:
             try:
                 outcome = take_one(plan.spec, key, plan.fixed_cost)
             except StoreUnavailable as down:
-                return self._store_down(down, plan, None)
+                return self.store_down(down, plan, None)
             if outcome.__class__ is not Shortfall:
                 return self.allow.with_receipt(self.store, outcome)
         charges: list[tuple[BucketSpec, Hashable, int]] = []
@@ -340,15 +343,9 @@ class ToolProgram:
         try:
             outcome = store.check(charges) if dry else store.take(charges)
         except StoreUnavailable as down:
-            return self._store_down(down, plans[0], trace)
+            return self.store_down(down, plans[0], trace)
         if isinstance(outcome, Shortfall):
-            plan = plans[outcome.index]
-            wait = outcome.retry_after
-            shown = f"{wait:.1f} s" if wait >= 0.1 else f"{wait * 1000:.0f} ms"
-            reason = f"Rate limit '{plan.spec.counter}' ({plan.label}) exceeded; retry in {shown}."
-            if trace is not None:
-                trace.append(Step(plan.pointer, "rate limited", reason))
-            return self.make(Effect.RATE_LIMITED, plan.pointer, reason, wait)
+            return self.limited(outcome, plans, trace)
         if trace is not None:
             for plan in plans:
                 trace.append(Step(plan.pointer, "has room", plan.label))
@@ -357,7 +354,19 @@ class ToolProgram:
             return self.allow
         return self.allow.with_receipt(store, outcome)
 
-    def _store_down(self, down: StoreUnavailable, plan: LimitPlan, trace: Trace) -> Decision:
+    def limited(
+        self, shortfall: Shortfall, plans: Sequence[LimitPlan], trace: Trace = None
+    ) -> Decision:
+        """The RATE_LIMITED decision for `shortfall`, whose index counts in `plans`."""
+        plan = plans[shortfall.index]
+        wait = shortfall.retry_after
+        shown = f"{wait:.1f} s" if wait >= 0.1 else f"{wait * 1000:.0f} ms"
+        reason = f"Rate limit '{plan.spec.counter}' ({plan.label}) exceeded; retry in {shown}."
+        if trace is not None:
+            trace.append(Step(plan.pointer, "rate limited", reason))
+        return self.make(Effect.RATE_LIMITED, plan.pointer, reason, wait)
+
+    def store_down(self, down: StoreUnavailable, plan: LimitPlan, trace: Trace = None) -> Decision:
         """The decision when the rate-limit store cannot answer: the store's failure policy."""
         if down.fail_open:
             reason = (

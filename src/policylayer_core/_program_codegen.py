@@ -1,0 +1,331 @@
+"""A tool program written out as one Python function: the allow path without detours.
+
+`ToolProgram.run` walks tuples of rules, calling a closure per rule and testing for a
+trace at every step. That is the general path, and it stays the reference: `explain()`
+uses it, and so does every call the generated function is not sure about. What this
+module writes is the common case only, for one program's exact shape, with the rules
+unrolled, the simplest conditions inline and the charge made directly on the store:
+
+* every step that passes continues; a rule that holds returns its constant decision;
+* anything unusual (arguments that are not a plain dict, a value of a type the inline
+  test does not cover, a failing schema, an odd cost, any exception) hands the call to
+  `ToolProgram.run`, which decides it from the start. Every step before the charge is
+  pure, so deciding again gives the answer the general path gives;
+* nothing is handed over once tokens may have been taken.
+
+The source depends only on the program's shape, so one `exec` serves every tool of
+the same shape. The values it uses (closures, literals, bucket specs) are arguments
+of a factory; tools whose values are the same objects share one function, and what
+belongs to one tool (its decisions, its program) is read from the `Route` passed in.
+With 10,000 tools that matters more than any bytecode: a call touches the route and
+the allow decision's fields, not a function, closure and cells of its own.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Hashable
+from functools import lru_cache
+from typing import Any
+
+from policylayer_core._fast_take import pair_taker, single_taker
+from policylayer_core.decision import Decision
+from policylayer_core.paths import MISSING
+from policylayer_core.program import GLOBAL, GRANT, LimitPlan, RuleCheck, ToolProgram
+from policylayer_core.ratelimit import BucketSpec, MemoryStore, Shortfall, StoreUnavailable
+
+__all__ = ["Run", "Specialiser", "general_run"]
+
+
+# run(route, identity, tool, args, session, approved) -> Decision
+Run = Callable[[Any, str, str, Any, "str | None", bool], Decision]
+
+
+def general_run(  # noqa: PLR0917 - the signature of every generated run
+    route: Any, identity: str, tool: str, args: Any, session: str | None, approved: bool
+) -> Decision:
+    """The run of a program with no generated code: `ToolProgram.run`."""
+    program: ToolProgram = route.program
+    return program.run(identity, args, session, approved)
+
+
+_EMPTY: dict[str, Any] = {}
+_new = object.__new__
+
+# The exact classes each inline test covers (x.__class__ is one of them); any other
+# value goes to the general path, which judges it (or finds it indeterminate).
+_STRING = "x.__class__ is str"
+_SIZED = "(x.__class__ is list or x.__class__ is str or x.__class__ is dict)"
+
+
+def _inline_test(op: str, value: Any) -> tuple[str, str, Any] | None:
+    """(type guard, test, constant) for `args.KEY op value`, or None to call the closure.
+
+    The test reads the argument as `x` and the policy's value as `V`; within the guard
+    it gives the same verdict as `conditions.compile_condition`.
+    """
+    if op in ("eq", "neq") and type(value) is str:
+        return _STRING, "x == V" if op == "eq" else "x != V", value
+    if op in ("in", "not_in") and isinstance(value, list) and all(type(v) is str for v in value):
+        return _STRING, "x in V" if op == "in" else "x not in V", frozenset(value)
+    if op == "starts_with" and type(value) is str:
+        return _STRING, "x.startswith(V)", value
+    if op == "ends_with" and type(value) is str:
+        return _STRING, "x.endswith(V)", value
+    comparisons = {"lt": "<", "lte": "<=", "gt": ">", "gte": ">="}
+    if op in ("lt", "lte", "gt", "gte") and type(value) in (int, float):
+        # ints only: a float argument may be NaN, which the general path calls indeterminate
+        return "x.__class__ is int", f"x {comparisons[op]} V", value
+    lengths = {"len_gt": ">", "len_gte": ">=", "len_lt": "<", "len_lte": "<=", "len_eq": "=="}
+    if op in lengths and type(value) is int:
+        return _SIZED, f"len(x) {lengths[op]} V", value
+    return None
+
+
+class _Writer:
+    """Source lines, the shared values they name (k0, k1, ...) and the tool's own
+    decisions they return (route.decisions[i]), in order."""
+
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+        self.values: list[Any] = []
+        self.decisions: list[Decision] = []
+
+    def const(self, value: Any) -> str:
+        self.values.append(value)
+        return f"k{len(self.values) - 1}"
+
+    def decision(self, decision: Decision) -> str:
+        self.decisions.append(decision)
+        return f"route.decisions[{len(self.decisions) - 1}]"
+
+    def line(self, depth: int, text: str) -> None:
+        self.lines.append("    " * depth + text)
+
+
+_AGAIN = "return route.program.run(identity, args, session, approved)"
+
+
+def _rules(w: _Writer, rules: tuple[RuleCheck, ...], *, holds_denies: bool, depth: int) -> None:
+    """Write `require` rules (holds_denies False: a rule that does not hold decides) or
+    `deny_if`/`approve_if` rules (holds_denies True: a rule that holds decides)."""
+    for rule in rules:
+        decision = w.decision(rule.decision)
+        if rule.holds is None:
+            if holds_denies:
+                w.line(depth, f"return {decision}")
+                return  # nothing after an unconditional rule can run
+            continue
+        inline = _inline_test(rule.simple[1], rule.simple[2]) if rule.simple else None
+        if inline is None:
+            check = w.const(rule.holds)
+            negate = "" if holds_denies else "not "
+            w.line(depth, f"if {negate}{check}(identity, tool, args, session):")
+            w.line(depth + 1, f"return {decision}")
+            continue
+        assert rule.simple is not None
+        guard, test, value = inline
+        key, v = w.const(rule.simple[0]), w.const(value)
+        w.line(depth, f"x = args.get({key}, MISSING)")
+        w.line(depth, f"if {guard}:")
+        w.line(depth + 1, f"if {'' if holds_denies else 'not '}({test.replace('V', v)}):")
+        w.line(depth + 2, f"return {decision}")
+        # An absent argument: the condition is false. Anything else: the general path.
+        if holds_denies:
+            w.line(depth, "elif x is not MISSING:")
+        else:
+            w.line(depth, "else:")
+        w.line(depth + 1, _AGAIN)
+
+
+def _costs(w: _Writer, program: ToolProgram, depth: int) -> list[str] | None:
+    """Write each limit's cost into c0, c1, ...; None when one has no inline form."""
+    names = []
+    for index, plan in enumerate(program.limits):
+        name = f"c{index}"
+        burst = plan.spec.burst
+        if plan.fixed_cost is not None:
+            if not 0 < plan.fixed_cost <= burst:
+                return None  # free or impossible: the general path says so
+            names.append(str(plan.fixed_cost))  # an int literal, written into the source
+            continue
+        if len(plan.sources) != 1:
+            return None
+        path = plan.sources[0].path
+        if path is None or len(path) != 1 or not isinstance(path[0], str) or path[0] == "*":
+            return None
+        w.line(depth, f"x = args.get({w.const(path[0])}, MISSING)")
+        w.line(depth, "if x.__class__ is list or x.__class__ is str:")
+        w.line(depth + 1, f"{name} = len(x)")
+        w.line(depth + 1, f"if {name} == 0 or {name} > {w.const(burst)}:")
+        w.line(depth + 2, _AGAIN)
+        w.line(depth, "else:")
+        w.line(depth + 1, _AGAIN)
+        names.append(name)
+    return names
+
+
+def _scope_key(plan: LimitPlan) -> str:
+    if plan.scope == GRANT:
+        return "identity"
+    return "None" if plan.scope == GLOBAL else "(identity, session)"
+
+
+def _take_call(w: _Writer, program: ToolProgram, costs: list[str], store: StoreMethods) -> str:
+    """The expression that takes the call's tokens."""
+    plans = program.limits
+    fixed = [plan.fixed_cost for plan in plans]
+    distinct = len({plan.spec.uid for plan in plans}) == len(plans)
+    if store.memory is not None and len(plans) == 1 and fixed[0] is not None:
+        return f"{w.const(store.single(plans[0].spec, fixed[0]))}({_scope_key(plans[0])})"
+    if store.memory is not None and len(plans) == 2 and distinct and fixed[0] is not None:
+        taker = w.const(store.pair(plans[0].spec, fixed[0], plans[1].spec))
+        return f"{taker}({_scope_key(plans[0])}, {_scope_key(plans[1])}, {costs[1]})"
+    charges = [
+        f"({w.const(plan.spec)}, {_scope_key(plan)}, {cost})"
+        for plan, cost in zip(plans, costs, strict=True)
+    ]
+    if len(charges) == 1 and store.take_one is not None:
+        return f"{w.const(store.take_one)}({charges[0][1:-1]})"
+    return f"{w.const(store.take)}([{', '.join(charges)}])"
+
+
+def _charge(w: _Writer, program: ToolProgram, costs: list[str], store: StoreMethods) -> None:
+    """Write the take and what follows it; nothing here hands the call over."""
+    call = _take_call(w, program, costs, store)
+    plans = w.const(program.limits)
+    w.line(1, "try:")
+    w.line(2, f"out = {call}")
+    w.line(1, "except StoreUnavailable as down:")
+    w.line(2, f"return route.program.store_down(down, {plans}[0])")
+    w.line(1, "if out.__class__ is Shortfall:")
+    w.line(2, f"return route.program.limited(out, {plans})")
+    w.line(1, "if out is None:")
+    w.line(2, f"return {w.decision(program.allow)}")
+    # allow.with_receipt(store, out), without the method call
+    w.line(1, "d = new(Decision)")
+    w.line(1, "d._fields = route.fields")
+    w.line(1, f"d._refund = ({w.const(store.store)}, out)")
+    w.line(1, "return d")
+
+
+class StoreMethods:
+    """A store's take methods for generated code, each looked up or made once per
+    compiled policy: tools share generated code only when the values it uses are the
+    same objects (and a bound method is a new object at every lookup)."""
+
+    __slots__ = ("_made", "memory", "store", "take", "take_one")
+
+    def __init__(self, store: Any) -> None:
+        self.store = store
+        self.take = store.take
+        self.take_one = getattr(store, "take_one", None)
+        # Only the store whose internals _fast_take knows, not a subclass of it.
+        self.memory = store if type(store) is MemoryStore else None
+        self._made: dict[tuple[Any, ...], Callable[..., Any]] = {}
+
+    def single(self, spec: BucketSpec, cost: int) -> Callable[..., Any]:
+        assert self.memory is not None
+        key = ("single", spec, cost)
+        made = self._made.get(key)
+        if made is None:
+            made = self._made[key] = single_taker(self.memory, spec, cost)
+        return made
+
+    def pair(self, spec: BucketSpec, cost: int, spec2: BucketSpec) -> Callable[..., Any]:
+        assert self.memory is not None
+        key = ("pair", spec, cost, spec2)
+        made = self._made.get(key)
+        if made is None:
+            made = self._made[key] = pair_taker(self.memory, spec, cost, spec2)
+        return made
+
+
+def _source(
+    program: ToolProgram, store: StoreMethods
+) -> tuple[str, list[Any], list[Decision]] | None:
+    w = _Writer()
+    w.line(1, "try:")
+    opened = len(w.lines)
+    if program.validator is not None:
+        w.line(2, f"if {w.const(program.validator)}(args) is not None:")
+        w.line(3, _AGAIN)
+    _rules(w, program.requires, holds_denies=False, depth=2)
+    _rules(w, program.deny_ifs, holds_denies=True, depth=2)
+    if program.approval is not None or program.approve_ifs:
+        w.line(2, "if not approved:")
+        if program.approval is not None:
+            w.line(3, f"return {w.decision(program.approval)}")
+        else:
+            _rules(w, program.approve_ifs, holds_denies=True, depth=3)
+    costs = _costs(w, program, depth=2) if program.limits else []
+    if costs is None:
+        return None
+    if len(w.lines) == opened:
+        w.lines.pop()  # nothing before the charge can fail: no try
+    else:
+        w.line(1, "except Exception:")
+        w.line(2, _AGAIN)
+    if program.limits:
+        _charge(w, program, costs, store)
+    else:
+        w.line(1, f"return {w.decision(program.allow)}")
+    params = ", ".join(f"k{i}" for i in range(len(w.values)))
+    head = [
+        f"def factory({params}):",
+        "    def run(route, identity, tool, args, session, approved):",
+        "        if args.__class__ is not dict:",
+        "            if args is not None:",
+        "                return route.program.run(identity, args, session, approved)",
+        "            args = EMPTY",
+    ]
+    body = ["    " + line for line in w.lines]
+    return "\n".join([*head, *body, "    return run"]) + "\n", w.values, w.decisions
+
+
+@lru_cache(maxsize=256)
+def _factory(source: str) -> Callable[..., Run]:
+    namespace: dict[str, Any] = {
+        "EMPTY": _EMPTY,
+        "MISSING": MISSING,
+        "Shortfall": Shortfall,
+        "StoreUnavailable": StoreUnavailable,
+        "Decision": Decision,
+        "new": _new,
+    }
+    exec(compile(source, "<policylayer program>", "exec"), namespace)
+    factory: Callable[..., Run] = namespace["factory"]
+    return factory
+
+
+def _identity(value: Any) -> Hashable:
+    """How the sharing cache tells values apart: by type and value where both are
+    immutable, else by object (the cached function keeps the object alive)."""
+    if isinstance(value, str | int | float | frozenset):
+        return (type(value), value)
+    return id(value)
+
+
+class Specialiser:
+    """Generated runs for the programs of one compiled policy, shared where possible.
+
+    Its cache is keyed by program shape and values, which come from the policy, not
+    from callers: tools resolved through globs or the default reuse their entry's.
+    """
+
+    def __init__(self, store: Any) -> None:
+        self._store = StoreMethods(store)
+        self._shared: dict[tuple[Hashable, ...], Run] = {}
+
+    def __call__(self, program: ToolProgram) -> tuple[Run, tuple[Decision, ...]]:
+        """The run for `program` and the decisions its route must carry."""
+        if program.is_static:
+            return general_run, ()
+        written = _source(program, self._store)
+        if written is None:
+            return general_run, ()
+        source, values, decisions = written
+        key = (source, *(_identity(v) for v in values))
+        run = self._shared.get(key)
+        if run is None:
+            run = self._shared[key] = _factory(source)(*values)
+        return run, tuple(decisions)
