@@ -211,6 +211,7 @@ COMPARED_WITH: dict[str, tuple[str, str]] = {
     eng.SCALE_TOOLS: (eng.SCALE_BASE, "scale base"),
     eng.SCALE_IDENTITIES: (eng.SCALE_BASE, "scale base"),
     eng.SCALE_BOTH: (eng.SCALE_BASE, "scale base"),
+    eng.SCALE_BOTH_WARM: (eng.SCALE_BASE, "scale base"),
     val.OURS: (val.FASTJSONSCHEMA, "fastjsonschema"),
     aud.AUDIT_STATIC: (eng.STATIC_ALLOW, "decide() without audit"),
     aud.AUDIT_REALISTIC: (eng.REALISTIC, "decide() without audit"),

@@ -18,6 +18,7 @@ __all__ = [
     "REALISTIC",
     "SCALE_BASE",
     "SCALE_BOTH",
+    "SCALE_BOTH_WARM",
     "SCALE_IDENTITIES",
     "SCALE_TOOLS",
     "STATIC_ALLOW",
@@ -36,6 +37,7 @@ SCALE_BASE = "ours.scale_base"
 SCALE_TOOLS = "ours.scale_tools"
 SCALE_IDENTITIES = "ours.scale_identities"
 SCALE_BOTH = "ours.scale_both"
+SCALE_BOTH_WARM = "ours.scale_both_warm"
 
 
 def expect(effect: Effect, rule: str | None = None) -> Callable[[Any], str | None]:
@@ -77,14 +79,16 @@ def engine_rows(sizes: Sizes) -> list[Row]:
 
 
 def _scale_case(
-    key: str, name: str, *, tools: int, identities: int, length: int, seed: int
+    key: str, name: str, *, tools: int, identities: int, length: int, seed: int, warm: int = 0
 ) -> Case:
     """decide() over `tools` plain tools under one per-identity limit, called by `identities`
     callers in a shuffled order; the tool of each call is drawn at random.
 
     Every row walks a sequence of the same length, so the loops are identical and only
     the table sizes differ. Each identity is called once before timing, so its bucket
-    exists and the timed calls see the store at its full size.
+    exists and the timed calls see the store at its full size. With `warm`, the calls
+    go to only `warm` of the tools and `warm` of the identities: tables at full size,
+    but a working set that stays in the CPU's caches.
     """
     rng = random.Random(seed)
     names = [f"qflow_tool_{i:05d}" for i in range(tools)]
@@ -93,7 +97,8 @@ def _scale_case(
     rng.shuffle(who)
     for identity in who:
         engine.decide(identity, names[0], {})
-    pairs = [(who[i % len(who)], names[rng.randrange(tools)]) for i in range(length)]
+    called, chosen = (who[:warm], names[:warm]) if warm else (who, names)
+    pairs = [(called[i % len(called)], chosen[rng.randrange(len(chosen))]) for i in range(length)]
     return Case(key, name, engine.decide, Shape.PAIRS3, Feed.walk(pairs), ({},),
                 expect(Effect.ALLOW), group="scale")  # fmt: skip
 
@@ -110,4 +115,7 @@ def scale_rows(sizes: Sizes) -> list[Row]:
                     tools=10, identities=n, length=length, seed=3),
         _scale_case(SCALE_BOTH, f"decide: {t:,} tools × {n:,} identities",
                     tools=t, identities=n, length=length, seed=4),
+        _scale_case(SCALE_BOTH_WARM,
+                    f"decide: {t:,} tools × {n:,} identities, 100 of each called",
+                    tools=t, identities=n, length=length, seed=5, warm=100),
     ]  # fmt: skip
