@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from conftest import EXAMPLES, policy
-from policylayer_core import Decision, Effect, PolicyEngine, PolicyError
+from policylayer_core import Decision, Effect, PolicyEngine, PolicyError, load_policy
 from test_loader import BUNDLE_EXAMPLE, SPEC_EXAMPLE
 
 ALLOW, DENY, RATE, APPROVAL = (
@@ -507,18 +507,44 @@ def test_odd_tool_names_identities_and_sessions_deny_at_the_root() -> None:
     check(engine.decide(Name("i"), Name("t"), {}), ALLOW, "/default")
 
 
+class BrokenStore:
+    """A store with a bug: it raises what no store should (not StoreUnavailable)."""
+
+    def take(self, charges: Any) -> Any:
+        raise RuntimeError("kaboom")
+
+    check = take
+    refund = take
+
+
+def _broken_engine() -> PolicyEngine:
+    doc = policy({"t": {"limits": [{"window": "minute", "max": 5}]}})
+    return PolicyEngine(load_policy(doc), store=BrokenStore())
+
+
 def test_an_internal_failure_denies_and_is_logged(caplog: pytest.LogCaptureFixture) -> None:
-    class Boom(dict[str, Any]):
+    engine = _broken_engine()
+    d = engine.decide("i", "t", {"a": 1})
+    check(d, DENY, "", "failed while deciding")
+    assert engine.internal_failures == 1
+    assert "kaboom" in caplog.text
+
+
+def test_a_dict_subclass_is_judged_by_what_it_holds() -> None:
+    class Sly(dict[str, Any]):
+        """Answers every lookup with a harmless value, whatever it holds."""
+
         def get(self, *a: Any) -> Any:
-            raise RuntimeError("kaboom")
+            return 2
+
+        def __getitem__(self, key: str) -> Any:
+            return 2
 
     engine = PolicyEngine(
         policy({"t": {"deny_if": [{"conditions": [{"path": "args.a", "op": "eq", "value": 1}]}]}})
     )
-    d = engine.decide("i", "t", Boom(a=1))
-    check(d, DENY, "", "failed while deciding")
-    assert engine.internal_failures == 1
-    assert "kaboom" in caplog.text
+    check(engine.decide("i", "t", Sly(a=1)), DENY, "/tools/t/deny_if/0", "args.a eq 1")
+    check(engine.decide("i", "t", Sly(a=2)), ALLOW, "/tools/t")
 
 
 def test_a_tool_named_with_x_dash_is_reached_by_a_class_glob() -> None:
@@ -578,13 +604,6 @@ def test_odd_input_in_shadow_mode_goes_through() -> None:
 
 
 def test_explain_fails_closed_like_decide() -> None:
-    class Boom(dict[str, Any]):
-        def get(self, *a: Any) -> Any:
-            raise RuntimeError("kaboom")
-
-    engine = PolicyEngine(
-        policy({"t": {"deny_if": [{"conditions": [{"path": "args.a", "op": "eq", "value": 1}]}]}})
-    )
-    ex = engine.explain("i", "t", Boom(a=1))
+    ex = _broken_engine().explain("i", "t", {"a": 1})
     check(ex.decision, DENY, "", "failed while deciding")
     assert ex.steps[-1].outcome == "engine failure: deny"

@@ -51,10 +51,11 @@ def general_run(  # noqa: PLR0917 - the signature of every generated run
 _EMPTY: dict[str, Any] = {}
 _new = object.__new__
 
-# The exact classes each inline test covers (x.__class__ is one of them); any other
-# value goes to the general path, which judges it (or finds it indeterminate).
-_STRING = "x.__class__ is str"
-_SIZED = "(x.__class__ is list or x.__class__ is str or x.__class__ is dict)"
+# The exact classes each inline test covers; any other value goes to the general path,
+# which judges it (or finds it indeterminate). `type(x)`, never `x.__class__`: an object
+# can define `__class__` as a property and claim to be a str.
+_STRING = "type(x) is str"
+_SIZED = "(type(x) is list or type(x) is str or type(x) is dict)"
 
 
 def _inline_test(op: str, value: Any) -> tuple[str, str, Any] | None:
@@ -74,7 +75,7 @@ def _inline_test(op: str, value: Any) -> tuple[str, str, Any] | None:
     comparisons = {"lt": "<", "lte": "<=", "gt": ">", "gte": ">="}
     if op in ("lt", "lte", "gt", "gte") and type(value) in (int, float):
         # ints only: a float argument may be NaN, which the general path calls indeterminate
-        return "x.__class__ is int", f"x {comparisons[op]} V", value
+        return "type(x) is int", f"x {comparisons[op]} V", value
     lengths = {"len_gt": ">", "len_gte": ">=", "len_lt": "<", "len_lte": "<=", "len_eq": "=="}
     if op in lengths and type(value) is int:
         return _SIZED, f"len(x) {lengths[op]} V", value
@@ -154,7 +155,7 @@ def _costs(w: _Writer, program: ToolProgram, depth: int) -> list[str] | None:
         if path is None or len(path) != 1 or not isinstance(path[0], str) or path[0] == "*":
             return None
         w.line(depth, f"x = args.get({w.const(path[0])}, MISSING)")
-        w.line(depth, "if x.__class__ is list or x.__class__ is str:")
+        w.line(depth, "if type(x) is list or type(x) is str:")
         w.line(depth + 1, f"{name} = len(x)")
         w.line(depth + 1, f"if {name} == 0 or {name} > {w.const(burst)}:")
         w.line(depth + 2, _AGAIN)
@@ -273,7 +274,7 @@ def _source(
     head = [
         f"def factory({params}):",
         "    def run(route, identity, tool, args, session, approved):",
-        "        if args.__class__ is not dict:",
+        "        if type(args) is not dict:",
         "            if args is not None:",
         "                return route.program.run(identity, args, session, approved)",
         "            args = EMPTY",

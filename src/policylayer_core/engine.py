@@ -289,9 +289,9 @@ class PolicyEngine:
         state = self._state
         try:
             if (
-                identity.__class__ is not str
-                or tool.__class__ is not str
-                or (session is not None and session.__class__ is not str)
+                type(identity) is not str
+                or type(tool) is not str
+                or (session is not None and type(session) is not str)
             ):
                 return self._odd_input(identity, tool, args, session, approved)
             policy = state.single
@@ -306,7 +306,7 @@ class PolicyEngine:
             if decision is not None:
                 return decision
             decision = route.static
-            if decision is not None and (args is None or args.__class__ is dict):
+            if decision is not None and (args is None or type(args) is dict):
                 return decision
             return route.run(route, identity, tool, args, session, approved)
         except Exception as exc:

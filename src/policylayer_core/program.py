@@ -114,7 +114,7 @@ def read_cost(source: CostSource, args: dict[str, Any], tool: str) -> int:
         return source.literal
     if len(path) == 1:  # `args.tasks`, the common shape: one key, nothing to walk
         value = args.get(path[0], MISSING)
-        if value.__class__ is list or value.__class__ is str:
+        if type(value) is list or type(value) is str:
             return len(value)
         found = [] if value is MISSING else [value]
     else:
@@ -131,11 +131,14 @@ def read_cost(source: CostSource, args: dict[str, Any], tool: str) -> int:
     if not found:
         return 1  # a cost path that does not resolve costs 1
     value = found[0]
-    if isinstance(value, str | list | dict):
+    # Exact types, read with type(): a subclass may redefine len() or int(), and an object
+    # may claim any class through a `__class__` property, which isinstance believes.
+    kind = type(value)
+    if kind is str or kind is list or kind is dict:
         return len(value)
-    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+    if kind is int and value >= 0:
         return int(value)
-    if isinstance(value, float) and math.isfinite(value) and value >= 0 and value.is_integer():
+    if kind is float and math.isfinite(value) and value >= 0 and value.is_integer():
         return int(value)
     raise Indeterminate(
         source.pointer,
@@ -236,10 +239,16 @@ class ToolProgram:
         tool = self.tool
         if args is None:
             args = _EMPTY
-        elif not isinstance(args, dict):
-            if trace is not None:
-                trace.append(Step(self.entry_pointer, "denied", "the arguments are not an object"))
-            return self.not_object(args)
+        elif type(args) is not dict:
+            if not issubclass(type(args), dict):
+                if trace is not None:
+                    trace.append(
+                        Step(self.entry_pointer, "denied", "the arguments are not an object")
+                    )
+                return self.not_object(args)
+            # A dict subclass may redefine get() or [] to answer each rule differently:
+            # judge a plain copy of what it holds (dict.copy reads the storage itself).
+            args = dict.copy(args)
         try:
             if self.validator is not None:
                 violation = self.validator(args)
