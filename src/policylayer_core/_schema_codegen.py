@@ -10,6 +10,10 @@ also what makes recursive references work.
 Every check mirrors the jsonschema keyword function it replaces (`jsonschema._keywords`),
 including the message it would build. A schema object the generator cannot translate
 exactly raises `_NodeFallback` and is handed, as a whole, to a jsonschema validator.
+
+Regexes (`pattern`, `patternProperties` and the extras of `additionalProperties`) run on
+`safe_regex` matchers: the verdict of `re.search` within `RegexLimits`, and otherwise a
+violation that says the string could not be checked safely.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote
 
 from policylayer_core._schema_runtime import HELPERS
+from policylayer_core.safe_regex import DEFAULT_REGEX_LIMITS, RegexLimits, compile_search
 
 if TYPE_CHECKING:
     from policylayer_core.validators import ArgumentValidator, SchemaViolation
@@ -107,9 +112,10 @@ def generate(
     *,
     violation: type[SchemaViolation],
     node_fallback: Callable[[dict[str, Any]], ArgumentValidator],
+    regex_limits: RegexLimits = DEFAULT_REGEX_LIMITS,
 ) -> ArgumentValidator:
     """Compile `schema`; `node_fallback` builds a jsonschema check for one schema object."""
-    generator = _Generator(schema, dialect, violation, node_fallback)
+    generator = _Generator(schema, dialect, violation, node_fallback, regex_limits)
     return generator.build()
 
 
@@ -120,8 +126,10 @@ class _Generator:
         dialect: Dialect,
         violation: type[SchemaViolation],
         node_fallback: Callable[[dict[str, Any]], ArgumentValidator],
+        regex_limits: RegexLimits,
     ) -> None:
         self._root = root
+        self._regex_limits = regex_limits
         self._dialect = dialect
         self._compiled = dialect.compiled
         self._node_fallback = node_fallback
@@ -130,6 +138,7 @@ class _Generator:
         self._pending: list[tuple[str, dict[str, Any] | bool]] = []
         self._lines: list[str] = []
         self._ids = itertools.count()
+        self._may_refuse = False  # whether any check may raise a regex refusal
 
     def build(self) -> ArgumentValidator:
         entry = self._function(self._root)
@@ -140,6 +149,14 @@ class _Generator:
             self._node(node, "x", (), None, 1)
             self._lines.append("    return None")
             sources.append("\n".join(self._lines))
+        if self._may_refuse:
+            # A regex refusal is raised through every check (so that no `not` can turn it
+            # into a pass) and becomes the violation here, at the entry point.
+            sources.append(
+                f"def _entry(x):\n    try:\n        return {entry}(x)\n"
+                "    except _Abort as _a:\n        return _a.violation"
+            )
+            entry = "_entry"
         code = compile("\n\n".join(sources), "<policylayer compiled schema>", "exec")
         exec(code, self._namespace)
         function: ArgumentValidator = self._namespace[entry]
@@ -189,14 +206,55 @@ class _Generator:
         self._emit(depth, f"if {failed}:")
         self._fail(depth + 1, path, keyword, message)
 
+    def _guard(self, depth: int, path: tuple[str, ...], body: Callable[[int], None]) -> None:
+        """Emit `body`, which calls other checks, so that a refusal they raise gets `path`."""
+        if not path:
+            body(depth)
+            return
+        self._emit(depth, "try:")
+        body(depth + 1)
+        self._emit(depth, "except _Abort as _a:")
+        self._emit(depth + 1, f"raise _a.within(({', '.join(path)},)) from None")
+
     def _call(self, function: str, v: str, path: tuple[str, ...], depth: int) -> None:
         """Run a function-valued check; its violation's path is relative to `v`."""
-        self._emit(depth, f"_e = {function}({v})")
+        self._guard(depth, path, lambda at: self._emit(at, f"_e = {function}({v})"))
         self._emit(depth, "if _e is not None:")
         if path:
             self._emit(depth + 1, f"return _prefixed(_e, ({', '.join(path)},))")
         else:
             self._emit(depth + 1, "return _e")
+
+    def _regex(self, pattern: Any) -> str:
+        """The name of a bounded matcher for `pattern` (see `safe_regex`)."""
+        if not isinstance(pattern, str):
+            raise _NodeFallback
+        try:
+            re.compile(pattern)
+        except re.error:
+            raise _NodeFallback from None  # jsonschema raises the same error when it gets there
+        self._may_refuse = True
+        return self._const(compile_search(pattern, self._regex_limits))
+
+    def _fallback(self, node: dict[str, Any]) -> str:
+        """The name of a jsonschema check for `node` (its regexes are bounded too)."""
+        self._may_refuse = True
+        return self._const(self._node_fallback(node))
+
+    def _search(
+        self, matcher: str, text: str, path: tuple[str, ...], keyword: str, pattern: str
+    ) -> list[str]:
+        """Lines that set `_h` to the verdict of `matcher` on `text`, or raise the refusal
+        (`_schema_runtime.Refusal`); indented relative to where they are emitted."""
+        subject = "the string" if keyword == "pattern" else "a property name"
+        where = f"({', '.join(path)},)" if path else "()"
+        message = f"_refused_message(_r, {subject!r}, {pattern!r})"
+        return [
+            "try:",
+            f"    _h = {matcher}({text})",
+            "except _Refused as _r:",
+            f"    raise _Abort(_V({where}, {keyword!r}, {message})) from None",
+        ]
 
     def _block(self, depth: int, header: list[str], body: Callable[[], None]) -> None:
         """Emit `header` + `body`, or nothing when the body turns out empty."""
@@ -227,7 +285,7 @@ class _Generator:
         except (_NodeFallback, ValueError):
             # ValueError: repr() of an int beyond Python's digit limit, for a message.
             del self._lines[start:]
-            self._call(self._const(self._node_fallback(node)), v, path, depth)
+            self._call(self._fallback(node), v, path, depth)
 
     def _keywords(
         self, node: dict[str, Any], v: str, path: tuple[str, ...], known: Known, depth: int
@@ -276,7 +334,7 @@ class _Generator:
             # only they (with the siblings their jsonschema function reads) go to jsonschema.
             wanted = foreign.union(*(_COMPANIONS.get(key, ()) for key in foreign))
             rest = {key: value for key, value in node.items() if key in wanted}
-            self._call(self._const(self._node_fallback(rest)), v, path, depth)
+            self._call(self._fallback(rest), v, path, depth)
 
     def _type(self, types: Any, v: str, path: tuple[str, ...], known: Known, depth: int) -> Known:
         names = [types] if isinstance(types, str) else types
@@ -300,7 +358,7 @@ class _Generator:
         # (bools and containers never equal it), unless a member is of some other class.
         if all(member.__class__ in _PLAIN_JSON for member in members):
             fast = self._const(frozenset(m for m in members if m.__class__ in _HASHABLE_JSON))
-            exact = f"({v}.__class__ is str or {v}.__class__ is int or {v}.__class__ is float)"
+            exact = f"(type({v}) is str or type({v}) is int or type({v}) is float)"
             self._check(
                 depth, f"not ({v} in {fast} if {exact} else {general})", path, "enum", message
             )
@@ -354,16 +412,22 @@ class _Generator:
             calls = [f"{self._function(s)}({v}) is not None" for s in node["anyOf"]]
             failed = " and ".join(calls) or "True"
             message = f"repr({v}) + ' is not valid under any of the given schemas'"
-            self._check(depth, failed, path, "anyOf", message)
+            self._guard(depth, path, lambda at: self._check(at, failed, path, "anyOf", message))
         if "oneOf" in node:
             names = [self._function(s) for s in node["oneOf"]]
             matches = " + ".join(f"({name}({v}) is None)" for name in names) or "0"
-            message = f"_one_of_message({v}, {self._const(node['oneOf'])}, ({', '.join(names)},))"
-            self._check(depth, f"{matches} != 1", path, "oneOf", message)
+            one_of = f"_one_of_message({v}, {self._const(node['oneOf'])}, ({', '.join(names)},))"
+            self._guard(
+                depth, path, lambda at: self._check(at, f"{matches} != 1", path, "oneOf", one_of)
+            )
         if "not" in node:
             suffix = f" should not be valid under {node['not']!r}"
-            failed = f"{self._function(node['not'])}({v}) is None"
-            self._check(depth, failed, path, "not", f"repr({v}) + {suffix!r}")
+            negated = f"{self._function(node['not'])}({v}) is None"
+            self._guard(
+                depth,
+                path,
+                lambda at: self._check(at, negated, path, "not", f"repr({v}) + {suffix!r}"),
+            )
 
     # -- keywords by instance type ------------------------------------------------------
 
@@ -392,9 +456,11 @@ class _Generator:
         self._length_bounds(node, "Length", v, path, depth)
         if "pattern" in node:
             pattern = node["pattern"]
-            regex = self._const(_regex(pattern))
+            regex = self._regex(pattern)
             message = f"repr({v}) + {f' does not match {pattern!r}'!r}"
-            self._check(depth, f"{regex}.search({v}) is None", path, "pattern", message)
+            for line in self._search(regex, v, path, "pattern", pattern):
+                self._emit(depth, line)
+            self._check(depth, "not _h", path, "pattern", message)
 
     def _length_bounds(
         self, node: dict[str, Any], noun: str, v: str, path: tuple[str, ...], depth: int
@@ -507,18 +573,22 @@ class _Generator:
         key, value = self._name("k"), self._name("x")
         start = len(self._lines)
         for pattern, subschema in patterns.items():
-            regex = self._const(_regex(pattern))
+            regex = self._regex(pattern)
+            search = self._search(regex, key, path, "patternProperties", pattern)
             self._block(
                 depth,
-                [f"for {key}, {value} in {v}.items():", f"    if {regex}.search({key}):"],
+                [
+                    f"for {key}, {value} in {v}.items():",
+                    *("    " + line for line in search),
+                    "    if _h:",
+                ],
                 partial(self._node, subschema, value, (*path, key), None, depth + 2),
             )
         if patterns and len(self._lines) == start:
             # Even with nothing to check, jsonschema runs re.search on every key, which
-            # raises for a key that is not a string; so must we.
-            regex = self._const(_regex(next(iter(patterns))))
-            self._emit(depth, f"for {key} in {v}:")
-            self._emit(depth + 1, f"{regex}.search({key})")
+            # raises TypeError for a key that is not a string; so must we.
+            self._regex(next(iter(patterns)))
+            self._emit(depth, f"_string_keys({v})")
 
     def _additional_properties(
         self, node: dict[str, Any], v: str, path: tuple[str, ...], depth: int
@@ -529,11 +599,9 @@ class _Generator:
         # jsonschema matches extras against the patterns joined with "|", not one by one,
         # and skips the match when that joined source is empty.
         source = "|".join(patterns)
-        joined = self._const(_regex(source)) if source else None
+        joined = self._regex(source) if source else None
         key, value = self._name("k"), self._name("x")
-        extra = f"{key} not in {names}" if properties else "True"
-        if joined:
-            extra += f" and {joined}.search({key}) is None"
+        known = f"{key} in {names}" if properties else "False"
         if schema is False:
             message = (
                 f"_additional_properties_message({v}, {names}, {joined}, "
@@ -541,15 +609,24 @@ class _Generator:
             )
             if joined:
                 self._emit(depth, f"for {key} in {v}:")
-                self._check(depth + 1, extra, path, "additionalProperties", message)
+                self._emit(depth + 1, f"if {known}:")
+                self._emit(depth + 2, "continue")
+                for line in self._search(joined, key, path, "additionalProperties", source):
+                    self._emit(depth + 1, line)
+                self._check(depth + 1, "not _h", path, "additionalProperties", message)
             else:
                 failed = f"not ({v}.keys() <= {names})" if properties else v
                 self._check(depth, failed, path, "additionalProperties", message)
             return
+        header = [f"for {key}, {value} in {v}.items():"]
+        if joined:
+            search = self._search(joined, key, path, "additionalProperties", source)
+            header += [f"    if {known}:", "        continue", *("    " + s for s in search)]
+            header.append("    if not _h:")
+        else:
+            header.append(f"    if not {known}:")
         self._block(
-            depth,
-            [f"for {key}, {value} in {v}.items():", f"    if {extra}:"],
-            partial(self._node, schema, value, (*path, key), None, depth + 2),
+            depth, header, partial(self._node, schema, value, (*path, key), None, depth + 2)
         )
 
 
@@ -557,15 +634,6 @@ def _number(value: Any) -> int | float:
     if value.__class__ is int or value.__class__ is float:
         return value
     raise _NodeFallback
-
-
-def _regex(pattern: Any) -> re.Pattern[str]:
-    if not isinstance(pattern, str):
-        raise _NodeFallback
-    try:
-        return re.compile(pattern)
-    except re.error:
-        raise _NodeFallback from None  # jsonschema raises the same error when it gets there
 
 
 _LENGTH_WORDING = {

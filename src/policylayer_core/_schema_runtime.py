@@ -9,10 +9,11 @@ message builders reproduce jsonschema's wording; they run only when a check has 
 from __future__ import annotations
 
 import itertools
-import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from fractions import Fraction
 from typing import TYPE_CHECKING, Any
+
+from policylayer_core.safe_regex import RegexRefused
 
 if TYPE_CHECKING:
     from policylayer_core.validators import ArgumentValidator, SchemaViolation
@@ -87,18 +88,56 @@ def _extras(extras: Sequence[Any]) -> str:
     return f"{', '.join(repr(extra) for extra in extras)} {verb} unexpected"
 
 
+def _matches(search: Callable[[str], bool], text: str) -> bool:
+    try:
+        return search(text)
+    except RegexRefused:  # the check itself reports refusals; a message lists the key
+        return False
+
+
 def additional_properties_message(
     instance: dict[Any, Any],
     names: frozenset[str],
-    joined: re.Pattern[str] | None,
+    joined: Callable[[str], bool] | None,
     patterns: list[str] | None,
 ) -> str:
-    extras = [k for k in instance if k not in names and not (joined and joined.search(k))]
+    extras = [k for k in instance if k not in names and not (joined and _matches(joined, k))]
     if patterns is None:
         return f"Additional properties are not allowed ({_extras(sorted(extras, key=str))})"
     verb = "does" if len(extras) == 1 else "do"
     listed = ", ".join(repr(extra) for extra in sorted(extras))
     return f"{listed} {verb} not match any of the regexes: {', '.join(map(repr, patterns))}"
+
+
+class Refusal(Exception):  # noqa: N818 - a verdict carried up, not an error
+    """A regex could not judge a string: the whole instance is invalid with `violation`.
+
+    Raised rather than returned, so that no `not`, `anyOf` or `oneOf` can turn "could not
+    be checked" into a pass; the validator's entry point returns the violation. Its path
+    is relative to the function that raised it until `within` prefixes the caller's.
+    """
+
+    def __init__(self, violation: SchemaViolation) -> None:
+        super().__init__(violation.message)
+        self.violation = violation
+
+    def within(self, path: tuple[str | int, ...]) -> Refusal:
+        return Refusal(prefixed(self.violation, path))
+
+
+def refused_message(refused: RegexRefused, subject: str, pattern: str) -> str:
+    """Why arguments are invalid when one of their strings could not be matched."""
+    return (
+        f"{refused.clause.format(subject=subject)}, so it cannot be checked against the "
+        f"pattern {pattern!r} safely"
+    )
+
+
+def string_keys(instance: dict[Any, Any]) -> None:
+    """Raise TypeError for a key that is not a string, as jsonschema's re.search would."""
+    for key in instance:
+        if not isinstance(key, str):
+            raise TypeError(f"expected string or bytes-like object, got {type(key).__name__!r}")
 
 
 def extra_items_message(instance: list[Any], prefix: int) -> str:
@@ -133,8 +172,12 @@ HELPERS: dict[str, Any] = {
         float_not_multiple,
         prefixed,
         additional_properties_message,
+        refused_message,
+        string_keys,
         extra_items_message,
         additional_items_message,
         one_of_message,
     )
 }
+HELPERS["_Refused"] = RegexRefused
+HELPERS["_Abort"] = Refusal

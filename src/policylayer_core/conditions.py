@@ -17,6 +17,12 @@ from fnmatch import translate
 from typing import Any
 
 from policylayer_core.paths import MISSING, ShapeMismatch, parse_path, resolve
+from policylayer_core.safe_regex import (
+    DEFAULT_REGEX_LIMITS,
+    RegexLimits,
+    RegexRefused,
+    compile_search,
+)
 
 __all__ = ["Check", "Indeterminate", "compile_condition", "describe_type", "json_equal"]
 
@@ -39,27 +45,34 @@ class _Confused(Exception):  # noqa: N818 - internal signal, turned into Indeter
         self.needed = needed
 
 
+def _refusal_reason(path: str, refused: RegexRefused) -> str:
+    return (
+        f"{refused.about(f'the argument {path}')}; the call is denied because the pattern "
+        "cannot be judged safely."
+    )
+
+
 def describe_type(value: Any) -> str:
     """How a reason names what was found: 'a string', 'null', 'NaN', 'a Python set'."""
     if value is None:
         return "null"
-    if isinstance(value, bool):
+    if issubclass(type(value), bool):
         return "a boolean"
-    if isinstance(value, float) and math.isnan(value):
+    if issubclass(type(value), float) and math.isnan(value):
         return "NaN"
-    if isinstance(value, int | float):
+    if issubclass(type(value), int | float):
         return "a number"
-    if isinstance(value, str):
+    if issubclass(type(value), str):
         return "a string"
-    if isinstance(value, list):
+    if issubclass(type(value), list):
         return "an array"
-    if isinstance(value, dict):
+    if issubclass(type(value), dict):
         return "an object"
     return f"a Python {type(value).__name__}, which is not a JSON value"
 
 
 def _is_number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
+    return issubclass(type(value), int | float) and not issubclass(type(value), bool)
 
 
 def json_equal(a: Any, b: Any) -> bool:
@@ -68,26 +81,26 @@ def json_equal(a: Any, b: Any) -> bool:
     `b` is always the policy's own (JSON) value; `a` comes from the caller and may be
     anything, so unknown types and NaN raise _Confused rather than being guessed at.
     """
-    if isinstance(a, bool) or isinstance(b, bool):
-        if not isinstance(a, bool | int | float | str | list | dict) and a is not None:
+    if issubclass(type(a), bool) or issubclass(type(b), bool):
+        if not issubclass(type(a), bool | int | float | str | list | dict) and a is not None:
             raise _Confused("a JSON value")
-        return isinstance(a, bool) and isinstance(b, bool) and a is b
+        return issubclass(type(a), bool) and issubclass(type(b), bool) and a is b
     if _is_number(a):
-        if isinstance(a, float) and math.isnan(a):
+        if issubclass(type(a), float) and math.isnan(a):
             raise _Confused("a number that is not NaN")
         return _is_number(b) and bool(a == b)
-    if isinstance(a, str):
+    if issubclass(type(a), str):
         return type(b) is str and str.__eq__(a, b) is True
     if a is None:
         return b is None
-    if isinstance(a, list):
+    if issubclass(type(a), list):
         return (
-            isinstance(b, list)
+            issubclass(type(b), list)
             and len(a) == len(b)
             and all(json_equal(x, y) for x, y in zip(a, b, strict=True))
         )
-    if isinstance(a, dict):
-        if not isinstance(b, dict) or len(a) != len(b):
+    if issubclass(type(a), dict):
+        if not issubclass(type(b), dict) or len(a) != len(b):
             return False
         for key, value in b.items():
             if key not in a:
@@ -128,7 +141,7 @@ def _number(x: Any) -> Any:
         return x
     if not _is_number(x):
         raise _Confused("a number")
-    if isinstance(x, float) and math.isnan(x):
+    if issubclass(type(x), float) and math.isnan(x):
         raise _Confused("a number that is not NaN")
     return x
 
@@ -140,7 +153,7 @@ def _string(x: Any) -> str:
 
 
 def _length(x: Any) -> int:
-    if isinstance(x, str | list | dict):
+    if issubclass(type(x), str | list | dict):
         return len(x)
     raise _Confused("a string, array or object")
 
@@ -151,14 +164,14 @@ def _contains(value: Any) -> Predicate:
             if type(value) is not str:
                 raise _Confused("an array (the policy's value is not a string)")
             return value in x
-        if isinstance(x, list):
+        if issubclass(type(x), list):
             return any(json_equal(element, value) for element in x)
         raise _Confused("a string or an array")
 
     return contains
 
 
-def _predicate(op: str, value: Any) -> Predicate:
+def _predicate(op: str, value: Any, regex_limits: RegexLimits) -> Predicate:
     if op == "eq":
         return _equals(value)
     if op == "neq":
@@ -178,9 +191,11 @@ def _predicate(op: str, value: Any) -> Predicate:
     if op == "gte":
         return lambda x: bool(_number(x) >= value)
     if op == "regex":
-        search = re.compile(value).search
-        return lambda x: search(_string(x)) is not None
+        search = compile_search(value, regex_limits)
+        return lambda x: search(_string(x))
     if op == "glob":
+        # fnmatch's translation is linear to run: literals, classes, and each `*` as an
+        # atomic group `(?>.*?literal)` that never backtracks into itself.
         match = re.compile(translate(value)).match
         return lambda x: match(_string(x)) is not None
     if op == "starts_with":
@@ -225,7 +240,9 @@ def _shape_reason(path: str, mismatch: ShapeMismatch) -> str:
     )
 
 
-def _one_key_check(pointer: str, path: str, key: str, op: str, value: Any) -> Check | None:
+def _one_key_check(
+    pointer: str, path: str, key: str, op: str, value: Any, *, regex_limits: RegexLimits
+) -> Check | None:
     """A check for `args.KEY` with the operator inlined, for the operators used most.
 
     Same verdicts as the general check (the tests run both paths), one Python call
@@ -240,7 +257,7 @@ def _one_key_check(pointer: str, path: str, key: str, op: str, value: Any) -> Ch
 
         def eq_str(identity: str, tool: str, args: Any, session: str | None) -> bool:
             found = args.get(key, missing)
-            if found.__class__ is str:
+            if type(found) is str:
                 return bool(found == value)
             if found is missing:
                 return False
@@ -255,7 +272,7 @@ def _one_key_check(pointer: str, path: str, key: str, op: str, value: Any) -> Ch
 
         def in_strs(identity: str, tool: str, args: Any, session: str | None) -> bool:
             found = args.get(key, missing)
-            if found.__class__ is str:
+            if type(found) is str:
                 return found in strings
             if found is missing:
                 return False
@@ -272,13 +289,15 @@ def _one_key_check(pointer: str, path: str, key: str, op: str, value: Any) -> Ch
         elif op == "ends_with":
             test = lambda s: s.endswith(value)  # noqa: E731
         else:
-            search = re.compile(value).search
-            test = lambda s: search(s) is not None  # noqa: E731
+            test = compile_search(value, regex_limits)
 
         def on_string(identity: str, tool: str, args: Any, session: str | None) -> bool:
             found = args.get(key, missing)
-            if found.__class__ is str:
-                return test(found)
+            if type(found) is str:
+                try:
+                    return test(found)
+                except RegexRefused as refused:
+                    raise Indeterminate(pointer, _refusal_reason(path, refused)) from None
             if found is missing:
                 return False
             raise confused(found, "a string")
@@ -289,7 +308,7 @@ def _one_key_check(pointer: str, path: str, key: str, op: str, value: Any) -> Ch
 
         def on_length(identity: str, tool: str, args: Any, session: str | None) -> bool:
             found = args.get(key, missing)
-            if isinstance(found, str | list | dict):
+            if issubclass(type(found), str | list | dict):
                 return compare(len(found), value)
             if found is missing:
                 return False
@@ -299,8 +318,20 @@ def _one_key_check(pointer: str, path: str, key: str, op: str, value: Any) -> Ch
     return None
 
 
-def compile_condition(pointer: str, path: str, op: str, value: Any, has_value: bool) -> Check:
-    """Compile one condition of the policy at `pointer` into a check."""
+def compile_condition(
+    pointer: str,
+    path: str,
+    op: str,
+    value: Any,
+    has_value: bool,
+    *,
+    regex_limits: RegexLimits = DEFAULT_REGEX_LIMITS,
+) -> Check:
+    """Compile one condition of the policy at `pointer` into a check.
+
+    `regex_limits` bounds the work of a `regex` condition on one string; a string it
+    refuses makes the condition indeterminate (see `safe_regex`).
+    """
     parsed = parse_path(path)
     root, steps = parsed.root, parsed.steps
     fan_out = "*" in steps
@@ -332,11 +363,11 @@ def compile_condition(pointer: str, path: str, op: str, value: Any, has_value: b
 
         return exists
 
-    predicate = _predicate(op, value)
+    predicate = _predicate(op, value, regex_limits)
 
     if not fan_out and root == "args" and len(steps) == 1:
         key = steps[0]
-        fast = _one_key_check(pointer, path, key, op, value)
+        fast = _one_key_check(pointer, path, key, op, value, regex_limits=regex_limits)
         if fast is not None:
             return fast
 
@@ -351,6 +382,8 @@ def compile_condition(pointer: str, path: str, op: str, value: Any, has_value: b
                 raise Indeterminate(
                     pointer, _confusion_reason(path, op, found, confused.needed)
                 ) from None
+            except RegexRefused as refused:
+                raise Indeterminate(pointer, _refusal_reason(path, refused)) from None
 
         return one_key
 
@@ -367,6 +400,8 @@ def compile_condition(pointer: str, path: str, op: str, value: Any, has_value: b
                 raise Indeterminate(
                     pointer, _confusion_reason(path, op, element, confused.needed)
                 ) from None
+            except RegexRefused as refused:
+                raise Indeterminate(pointer, _refusal_reason(path, refused)) from None
         return holds
 
     return general

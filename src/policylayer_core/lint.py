@@ -282,10 +282,11 @@ def _conditions(policy: Policy, prefix: str) -> Iterator[tuple[str, str, str]]:
                     pointer + "/value",
                     f"The regular expression '{condition.value}' repeats a part that itself "
                     "repeats, in a way that lets one string match in exponentially many ways, "
-                    "so an argument that almost matches can keep Python's re busy for minutes "
-                    "(catastrophic backtracking). Rewrite it so that each character can match "
-                    "in only one way, or use a possessive quantifier (a++) or an atomic group "
-                    "((?>...)).",
+                    "so an argument that almost matches would keep Python's re busy for minutes "
+                    "(catastrophic backtracking). The engine runs it with a time limit instead, "
+                    "and denies a call it cannot judge in time. Rewrite it so that each "
+                    "character can match in only one way, or use a possessive quantifier (a++) "
+                    "or an atomic group ((?>...)).",
                 )
 
 

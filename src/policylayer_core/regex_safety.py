@@ -1,10 +1,12 @@
-"""Regexes that can backtrack catastrophically on attacker-controlled strings.
+"""Which regexes Python's backtracking `re` can run on attacker-controlled strings.
 
-`regex` conditions run Python's backtracking `re` on what an agent sends, so a pattern
-with a repeat inside a repeat that can match the same text two ways (`(a+)+$`,
-`(\\w+\\s?)+$`) can take exponential time. `catastrophic_regex` finds such nesting in
-the parse tree; `policylayer check` warns about it (see SECURITY.md for what is not yet
-bounded at run time).
+A pattern with a repeat inside a repeat that can match the same text two ways (`(a+)+$`,
+`(\\w+\\s?)+$`) takes exponential time on a near miss; `catastrophic_regex` finds such
+nesting and `policylayer check` warns about it.
+
+`linear_safe` is the stricter, sound judgement that `safe_regex` relies on: True only when
+`re.search` is provably linear in the length of the string, so plain `re` may run the
+pattern. Everything else runs on a matcher with a time bound (see `safe_regex`).
 """
 
 from __future__ import annotations
@@ -14,7 +16,9 @@ import re
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-__all__ = ["catastrophic_regex"]
+from policylayer_core._charsets import Ranges, atom_set, intersects, scoped_flags, union
+
+__all__ = ["catastrophic_regex", "linear_safe"]
 
 # The regex parser has no public API and no type stubs; `sre_parse`, its old name, warns.
 _sre: Any = importlib.import_module("re._parser")
@@ -143,4 +147,139 @@ def _nested(items: _Items, probes: frozenset[str]) -> bool:
         kids = _kids(name, av) + ([av[1]] if name in ("ASSERT", "ASSERT_NOT") else [])
         if any(_nested(kid, probes) for kid in kids):
             return True
+    return False
+
+
+# -- linear_safe ------------------------------------------------------------------------
+#
+# The pattern is unrolled into flat sequences (one per way through its alternations and
+# optional groups) of atoms: a single character that must be consumed ("char"), a repeat
+# of one character with at most _SHORT choices of count ("short"), a repeat of one
+# character with more ("long"), a start-of-string anchor ("anchor") and other zero-width
+# checks of bounded cost ("zero"). `re.search` then costs at most the sum over sequences,
+# and a sequence is linear when two rules hold for every long repeat R:
+#
+# * Between R and the previous long repeat P stands a mandatory character that P cannot
+#   consume: P can then hand over to what follows it at only a bounded number of places,
+#   so one attempt tries a bounded number of ways through the sequence.
+# * The sequence starts with an anchor, or before R stands a mandatory character g that
+#   neither R nor any long repeat between g and R can consume: attempts from different
+#   start positions then scan a stretch of text a bounded number of times between them.
+#
+# A long repeat that ends a sequence is exempt: reaching it means the match succeeds.
+# Unbounded repeats of anything but one character, backreferences and lookarounds holding
+# a long repeat are not judged at all: the pattern is simply not linear_safe.
+
+_SHORT = 16  # a repeat with more than this many choices of count is long
+_MAX_SEQUENCES = 256
+_Atom = tuple[str, Ranges | None, int]  # (kind, characters, minimum count)
+_Seq = tuple[_Atom, ...]
+_CHAR_ITEMS = ("LITERAL", "NOT_LITERAL", "ANY", "IN")
+_ANCHORS = ("AT_BEGINNING", "AT_BEGINNING_STRING")
+
+
+class _NotLinear(Exception):  # noqa: N818 - a signal, not an error
+    pass
+
+
+def linear_safe(pattern: str) -> bool:
+    """True when `re.search(pattern, s)` takes time linear in `len(s)` whatever `s` is."""
+    try:
+        parsed = _sre.parse(pattern)
+        sequences = _unroll(list(parsed), parsed.state.flags)
+    except (_NotLinear, re.error, RecursionError, LookupError, ValueError):
+        return False  # not judged: the bounded matcher runs it
+    return all(_linear(sequence) for sequence in sequences)
+
+
+def _single(items: _Items, flags: int) -> Ranges | None:
+    """The characters of `items` when they are exactly one character item, else None."""
+    if len(items) != 1:
+        return None
+    name, av = str(items[0][0]), items[0][1]
+    if name in _CHAR_ITEMS:
+        return atom_set(name, av, flags)
+    if name == "SUBPATTERN":
+        return _single(av[3], scoped_flags(flags, av[1], av[2]))
+    return _single(av, flags) if name == "ATOMIC_GROUP" else None
+
+
+def _unroll(items: _Items, flags: int) -> list[_Seq]:
+    sequences: list[_Seq] = [()]
+    for op, av in items:
+        ways = _ways(str(op), av, flags)
+        sequences = [done + way for done in sequences for way in ways]
+        if len(sequences) > _MAX_SEQUENCES:
+            raise _NotLinear
+    return sequences
+
+
+def _ways(name: str, av: Any, flags: int) -> list[_Seq]:
+    """The flat sequences one item can stand for."""
+    if name in _CHAR_ITEMS:
+        return [(("char", atom_set(name, av, flags), 1),)]
+    if name == "AT":
+        start = str(av) == "AT_BEGINNING_STRING" or (
+            str(av) == "AT_BEGINNING" and not flags & re.MULTILINE
+        )
+        return [(("anchor" if start else "zero", None, 0),)]
+    if name == "SUBPATTERN":
+        return _unroll(av[3], scoped_flags(flags, av[1], av[2]))
+    if name == "ATOMIC_GROUP":  # never backtracks into itself: no costlier than a group
+        return _unroll(av, flags)
+    if name == "BRANCH":
+        return [way for branch in av[1] for way in _unroll(branch, flags)]
+    if name in ("ASSERT", "ASSERT_NOT"):
+        if any(kind == "long" for way in _unroll(av[1], flags) for kind, _, _ in way):
+            raise _NotLinear
+        return [(("zero", None, 0),)]
+    if name in _REPEATS or name == "POSSESSIVE_REPEAT":
+        low, high, body = av
+        chars = _single(body, flags)
+        if chars is not None:
+            return [(("long" if high - low > _SHORT else "short", chars, low),)]
+        if high <= 1:  # an optional group: with it or without it
+            return ([()] if low == 0 else []) + _unroll(body, flags)
+        ways = _unroll(body, flags)
+        if high - low > _SHORT or len(ways) != 1 or any(kind != "char" for kind, _, _ in ways[0]):
+            raise _NotLinear
+        return [(("short", None, low),)]  # a bounded repeat of a fixed string
+    raise _NotLinear  # backreferences, conditionals, anything unknown
+
+
+def _mandatory(atom: _Atom) -> Ranges | None:
+    """The characters a mandatory single-character atom consumes, else None."""
+    kind, chars, low = atom
+    return chars if kind in ("char", "short") and low >= 1 else None
+
+
+def _linear(sequence: _Seq) -> bool:
+    anchored = bool(sequence) and sequence[0][0] == "anchor"
+    previous: int | None = None
+    for index, (kind, chars, _) in enumerate(sequence):
+        if kind != "long" or chars is None or index == len(sequence) - 1:
+            # A long repeat that ends the sequence ends the match: whoever reaches it has
+            # found one (or fails within its minimum count), so it costs one scan.
+            continue
+        if previous is not None:
+            before = sequence[previous][1] or ()
+            if not any(
+                (must := _mandatory(atom)) is not None and not intersects(must, before)
+                for atom in sequence[previous + 1 : index]
+            ):
+                return False
+        if not anchored and not _guarded(sequence, index, chars):
+            return False
+        previous = index
+    return True
+
+
+def _guarded(sequence: _Seq, index: int, chars: Ranges) -> bool:
+    covered = chars
+    for atom in reversed(sequence[:index]):
+        must = _mandatory(atom)
+        if must is not None and not intersects(must, covered):
+            return True
+        if atom[0] == "long" and atom[1] is not None:
+            covered = union(covered, atom[1])
     return False

@@ -22,22 +22,37 @@ only, as jsonschema treats it by default. Three rules keep that true:
   `$schema`) makes the whole schema fall back to jsonschema, as does a draft the
   generator does not know.
 
+Regexes run within `RegexLimits` (see `safe_regex`), in the compiled code and in the
+jsonschema validators behind the fallbacks alike: a string a pattern cannot be matched
+against safely makes the instance invalid, with a message that says why. Within the
+limits the verdicts are jsonschema's.
+
 An exception raised by a check on an odd instance (say RecursionError on a very deep
 one) propagates; the caller fails closed.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import functools
+import importlib
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from types import FunctionType
 from typing import Any, TypeAlias
 
 from jsonschema import Draft7Validator, Draft201909Validator, Draft202012Validator
-from jsonschema.exceptions import best_match
+from jsonschema.exceptions import ValidationError, best_match
 from jsonschema.protocols import Validator
-from jsonschema.validators import validator_for
+from jsonschema.validators import extend, validator_for
 
 from policylayer_core import _schema_codegen
+from policylayer_core._schema_runtime import Refusal, refused_message
+from policylayer_core.safe_regex import (
+    DEFAULT_REGEX_LIMITS,
+    RegexLimits,
+    RegexRefused,
+    compile_search,
+)
 
 __all__ = ["ArgumentValidator", "SchemaViolation", "compile_validator"]
 
@@ -81,23 +96,57 @@ _DYNAMIC_REFERENCES = frozenset({"$dynamicRef", "$recursiveRef"})
 _ROOT_ONLY = frozenset({"$id", "$schema"})
 
 
-def compile_validator(schema: dict[str, Any] | bool) -> ArgumentValidator:
-    """Build the validator for a schema that already passed `check_schema`."""
+def compile_validator(
+    schema: dict[str, Any] | bool, *, regex_limits: RegexLimits = DEFAULT_REGEX_LIMITS
+) -> ArgumentValidator:
+    """Build the validator for a schema that already passed `check_schema`.
+
+    `regex_limits` bounds every regex search on the instance's strings and keys.
+    """
     validator_class = validator_for(schema, default=Draft202012Validator)
-    reference = validator_class(schema)
+    bounded = _bounded_class(validator_class, regex_limits)
+    reference = bounded(_without_dialect(schema))
     dialect = _DIALECTS.get(validator_class)
     if dialect is None or _needs_whole_schema_fallback(schema):
-        return _jsonschema_check(reference)
+        return _catching_refusals(_jsonschema_check(reference))
     try:
         return _schema_codegen.generate(
             schema,
             dialect,
             violation=SchemaViolation,
-            node_fallback=lambda node: _jsonschema_check(reference.evolve(schema=node)),
+            node_fallback=lambda node: _jsonschema_check(
+                reference.evolve(schema=_without_dialect(node))
+            ),
+            regex_limits=regex_limits,
         )
     except (_schema_codegen.WholeSchemaFallback, RecursionError):
         # RecursionError: a schema nested too deeply to generate code for.
-        return _jsonschema_check(reference)
+        return _catching_refusals(_jsonschema_check(reference))
+
+
+def _without_dialect(schema: Any) -> Any:
+    """`schema` without its `$schema` key, for the bounded validator classes.
+
+    jsonschema's `evolve` (used for every subschema it descends into, `$ref` targets
+    included) picks the class registered for a `$schema` it finds, which would drop the
+    bounded keywords; without the key it keeps the class, whose draft is already right.
+    """
+    if isinstance(schema, dict) and "$schema" in schema:
+        return {key: value for key, value in schema.items() if key != "$schema"}
+    return schema
+
+
+def _catching_refusals(check: ArgumentValidator) -> ArgumentValidator:
+    """`check`, returning the violation of a regex refusal raised anywhere inside it (the
+    compiled validators do the same in their generated entry point)."""
+
+    def refusing(instance: Any) -> SchemaViolation | None:
+        try:
+            return check(instance)
+        except Refusal as refusal:
+            return refusal.violation
+
+    return refusing
 
 
 def _needs_whole_schema_fallback(schema: dict[str, Any] | bool) -> bool:
@@ -137,3 +186,96 @@ def _jsonschema_check(validator: Validator) -> ArgumentValidator:
         return SchemaViolation(tuple(error.absolute_path), keyword, error.message)
 
     return check
+
+
+# -- regexes in jsonschema's own keyword functions ---------------------------------------
+#
+# jsonschema calls `re.search(pattern, string)` in four places: the `pattern` keyword, the
+# `patternProperties` keyword, and the helpers that find the properties `additionalProperties`
+# and `unevaluatedProperties` apply to. The validators built here use copies of those
+# functions whose global `re` is a bounded stand-in, so the code and the verdicts stay
+# jsonschema's own. A refusal raises `Refusal`, which ends the validation with a violation
+# at the place of the jsonschema check (jsonschema's own error paths are not at hand).
+
+_keywords: Any = importlib.import_module("jsonschema._keywords")
+_legacy: Any = importlib.import_module("jsonschema._legacy_keywords")
+_utils: Any = importlib.import_module("jsonschema._utils")
+
+
+class _BoundedRe:
+    """Stands in for the `re` module inside copied jsonschema functions."""
+
+    def __init__(self, limits: RegexLimits, keyword: str) -> None:
+        self._limits = limits
+        self._keyword = keyword
+
+    def search(self, pattern: str, string: str) -> bool:
+        try:
+            return compile_search(pattern, self._limits)(string)
+        except RegexRefused as refused:
+            message = refused_message(refused, "a property name", pattern)
+            raise Refusal(SchemaViolation((), self._keyword, message)) from None
+
+
+def _rebound(function: Any, **names: Any) -> Any:
+    """`function` with some of its globals replaced (itself too, when it recurses)."""
+    namespace = {**function.__globals__, **names}
+    copy = FunctionType(
+        function.__code__, namespace, function.__name__, function.__defaults__, function.__closure__
+    )
+    if function.__name__ in namespace and namespace[function.__name__] is function:
+        namespace[function.__name__] = copy
+    return copy
+
+
+def _bounded_pattern(limits: RegexLimits) -> Callable[..., Iterator[ValidationError]]:
+    def pattern(
+        validator: Any, patrn: str, instance: Any, schema: Any
+    ) -> Iterator[ValidationError]:
+        if not validator.is_type(instance, "string"):
+            return
+        try:
+            matched = compile_search(patrn, limits)(instance)
+        except RegexRefused as refused:
+            message = refused_message(refused, "the string", patrn)
+            raise Refusal(SchemaViolation((), "pattern", message)) from None
+        if not matched:
+            yield ValidationError(f"{instance!r} does not match {patrn!r}")
+
+    return pattern
+
+
+@functools.lru_cache(maxsize=64)
+def _bounded_class(validator_class: Any, limits: RegexLimits) -> Any:
+    """`validator_class` extended with bounded versions of its regex-using keywords."""
+    find_extras = _rebound(
+        _utils.find_additional_properties, re=_BoundedRe(limits, "additionalProperties")
+    )
+    unevaluated = _BoundedRe(limits, "unevaluatedProperties")
+    replacements = {
+        _keywords.pattern: _bounded_pattern(limits),
+        _keywords.patternProperties: _rebound(
+            _keywords.patternProperties, re=_BoundedRe(limits, "patternProperties")
+        ),
+        _keywords.additionalProperties: _rebound(
+            _keywords.additionalProperties, find_additional_properties=find_extras
+        ),
+        _keywords.unevaluatedProperties: _rebound(
+            _keywords.unevaluatedProperties,
+            find_evaluated_property_keys_by_schema=_rebound(
+                _utils.find_evaluated_property_keys_by_schema, re=unevaluated
+            ),
+        ),
+        _legacy.unevaluatedProperties_draft2019: _rebound(
+            _legacy.unevaluatedProperties_draft2019,
+            find_evaluated_property_keys_by_schema=_rebound(
+                _legacy.find_evaluated_property_keys_by_schema, re=unevaluated
+            ),
+        ),
+    }
+    overrides = {
+        keyword: replacements[function]
+        for keyword, function in validator_class.VALIDATORS.items()
+        if function in replacements
+    }
+    return extend(validator_class, overrides) if overrides else validator_class  # type: ignore[no-untyped-call]
