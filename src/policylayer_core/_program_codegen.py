@@ -247,6 +247,9 @@ def _source(
     w = _Writer()
     w.line(1, "try:")
     opened = len(w.lines)
+    if program.check_arguments is not None:
+        w.line(2, f"if {w.const(program.check_arguments)}(args) is not None:")
+        w.line(3, _AGAIN)
     if program.validator is not None:
         w.line(2, f"if {w.const(program.validator)}(args) is not None:")
         w.line(3, _AGAIN)

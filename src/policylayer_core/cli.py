@@ -361,6 +361,15 @@ _DESCRIPTIONS = {
     "burst": "The bucket's capacity; default: max.",
     "cost": "Tokens one call takes: a positive integer, or an args. path whose number or "
     "length is the cost.",
+    "arguments": "Limits on the size and shape of every call's arguments (an extension).",
+    "max_depth": "Most levels of nested arrays and objects, counting the arguments object.",
+    "max_string_length": "Most characters in one string value or object key.",
+    "max_items": "Most elements of one array or members of one object.",
+    "max_total_items": "Most values in all, counting every array element and object member.",
+    "max_regex_input": "Most characters of one string a regex examines (default 10000).",
+    "non_json": "'deny' (the default once a size limit is set) or 'ignore' values that are "
+    "not JSON: non-string keys, bytes, sets, tuples, NaN, infinities, integers outside "
+    "the signed 64-bit range, subclasses of str, list or dict.",
 }
 # The type of `value` that each group of operators needs (model.py, _check_operand).
 _OPERANDS: list[tuple[list[str], dict[str, Any]]] = [

@@ -19,6 +19,7 @@ from fnmatch import translate
 from typing import Any, TypeVar
 
 from policylayer_core._program_codegen import Run, Specialiser, general_run
+from policylayer_core.argument_limits import ArgumentLimits
 from policylayer_core.conditions import Check, compile_condition, describe_type
 from policylayer_core.decision import Decision, Effect
 from policylayer_core.globs import BoundedCache, GlobTable, is_glob
@@ -36,6 +37,7 @@ from policylayer_core.program import (
     ToolProgram,
 )
 from policylayer_core.ratelimit import BucketSpec, RateLimitStore
+from policylayer_core.safe_regex import RegexLimits
 from policylayer_core.schemas import describe_violation
 from policylayer_core.validators import ArgumentValidator, compile_validator
 
@@ -120,15 +122,25 @@ def _summary(conditions: list[Condition]) -> str:
     return " and ".join(parts)
 
 
-def _compile_rule(pointer: str, rule: Rule | Condition) -> _RuleParts:
+def _compile_rule(pointer: str, rule: Rule | Condition, regex_limits: RegexLimits) -> _RuleParts:
     if isinstance(rule, Condition):  # a bare condition in `require`
         check = compile_condition(
-            pointer, rule.path, rule.op, rule.value, "value" in rule.model_fields_set
+            pointer,
+            rule.path,
+            rule.op,
+            rule.value,
+            "value" in rule.model_fields_set,
+            regex_limits=regex_limits,
         )
         return _RuleParts(pointer, check, _summary([rule]), None, simple=_simple([rule]))
     checks = [
         compile_condition(
-            f"{pointer}/conditions/{i}", c.path, c.op, c.value, "value" in c.model_fields_set
+            f"{pointer}/conditions/{i}",
+            c.path,
+            c.op,
+            c.value,
+            "value" in c.model_fields_set,
+            regex_limits=regex_limits,
         )
         for i, c in enumerate(rule.conditions)
     ]
@@ -189,6 +201,15 @@ class CompiledPolicy:
         )
         all_tools = policy.all_tools or RuleSet()
         self._specialise = Specialiser(store)
+        self.argument_limits = ArgumentLimits.from_model(
+            policy.arguments, pointer=self._ptr("arguments")
+        )
+        self._regex_limits = RegexLimits(max_input=self.argument_limits.max_regex_input)
+        # The walk is opt-in: a program calls it only when the section sets a size limit
+        # or non_json "deny" (docs/decisions.md, "Hostile arguments").
+        self._check_arguments = (
+            self.argument_limits.check if self.argument_limits.enforced else None
+        )
         self._all_tools_rules: dict[str, list[_RuleParts]] = {}
         self._interned: dict[Any, Any] = {}
         self._parts: dict[str, Parts] = {
@@ -223,11 +244,14 @@ class CompiledPolicy:
             shared = self._all_tools_rules.get(attr)
             if shared is None:
                 shared = self._all_tools_rules[attr] = [
-                    _compile_rule(self._ptr("all_tools", attr, i), r)
+                    _compile_rule(self._ptr("all_tools", attr, i), r, self._regex_limits)
                     for i, r in enumerate(getattr(all_tools, attr))
                 ]
             own = (
-                [_compile_rule(f"{base}/{attr}/{i}", r) for i, r in enumerate(getattr(entry, attr))]
+                [
+                    _compile_rule(f"{base}/{attr}/{i}", r, self._regex_limits)
+                    for i, r in enumerate(getattr(entry, attr))
+                ]
                 if key is not None
                 else []
             )
@@ -235,7 +259,7 @@ class CompiledPolicy:
 
         validator = None
         if entry.json_schema is not None:
-            validator = compile_validator(entry.json_schema)
+            validator = compile_validator(entry.json_schema, regex_limits=self._regex_limits)
         limits = [
             (self._ptr("all_tools", "limits", i), lim) for i, lim in enumerate(all_tools.limits)
         ]
@@ -401,6 +425,7 @@ class CompiledPolicy:
             entry_pointer=entry,
             make=make,
             not_object=not_object,
+            check_arguments=self._check_arguments,
             validator=parts.validator,
             schema_pointer=entry + "/schema",
             violation_reason=_violation_reason(tool),

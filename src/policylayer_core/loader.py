@@ -12,6 +12,7 @@ import difflib
 import hashlib
 import json
 import os
+import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -70,7 +71,8 @@ def load_policy(source: str | os.PathLike[str] | Mapping[str, Any] | LoadedPolic
         return source
     if isinstance(source, Mapping):
         return _load_document(dict(source), "<dict>", {}, [])
-    if isinstance(source, str) and source.lstrip().startswith("{"):
+    # A byte order mark may open JSON text (parse_json_text skips it), so look past it.
+    if isinstance(source, str) and source.removeprefix("\ufeff").lstrip().startswith("{"):
         return _load_text(source, "<text>")
     if isinstance(source, str | os.PathLike):
         path = Path(source)
@@ -78,7 +80,7 @@ def load_policy(source: str | os.PathLike[str] | Mapping[str, Any] | LoadedPolic
             text = path.read_text(encoding="utf-8")
         except FileNotFoundError:
             raise _single(str(path), f"The policy file {str(path)!r} does not exist.") from None
-        except (OSError, UnicodeDecodeError) as exc:
+        except (OSError, ValueError) as exc:  # ValueError: bad UTF-8, a NUL in the path
             raise _single(
                 str(path), f"The policy file {str(path)!r} cannot be read: {exc}."
             ) from None
@@ -124,7 +126,7 @@ def _load_document(
     try:
         document = model.model_validate(doc, context=context)
     except ValidationError as exc:
-        issues.extend(_from_pydantic(exc, context.get("unknown", {})))
+        issues.extend(_pydantic_issues(exc, context.get("unknown", {}), doc))
     except RecursionError:
         issues.append(PolicyIssue("", "The document is nested too deeply to check."))
     if document is not None:
@@ -136,6 +138,8 @@ def _load_document(
         canonical = json.dumps(doc, sort_keys=True, separators=(",", ":"), allow_nan=False)
     except (TypeError, ValueError) as exc:
         raise _single(source, f"The policy holds a value that is not JSON: {exc}.") from None
+    except RecursionError:  # a dict nested deeper than Python can walk (x- keys are not checked)
+        raise _single(source, "The document is nested too deeply to check.") from None
     digest = hashlib.sha256(canonical.encode()).hexdigest()[:12]
     return LoadedPolicy(source, document, doc, digest, dict(positions))
 
@@ -167,11 +171,13 @@ def _pointer(loc: tuple[int | str, ...]) -> str:
     return pointer
 
 
-def _json_repr(value: Any) -> str:
+def _json_repr(value: Any, *, ascii_only: bool = False) -> str:
     try:
-        text = json.dumps(value, ensure_ascii=False)
+        text = json.dumps(value, ensure_ascii=ascii_only)
     except (TypeError, ValueError):
         text = repr(value)
+    except RecursionError:
+        return "a value nested too deeply to show"
     return text if len(text) <= 60 else text[:57] + "..."
 
 
@@ -199,6 +205,46 @@ def _from_pydantic(
         else:
             message = error["msg"].replace("Input should be", "This value must be")
             yield PolicyIssue(_pointer(loc), f"{message}, but it is {_json_repr(error['input'])}.")
+
+
+def _pydantic_issues(
+    exc: ValidationError, unknown: Mapping[str, type[BaseModel]], doc: Any
+) -> list[PolicyIssue]:
+    try:
+        return list(_from_pydantic(exc, unknown))
+    except UnicodeEncodeError:
+        # pydantic cannot render an error whose details hold an unpaired surrogate: "\ud800"
+        # is valid JSON, but no character. Point at those texts instead.
+        found = list(_unpaired_surrogates(doc))
+        return found or [PolicyIssue("", "The policy holds text that cannot be reported on.")]
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _unpaired_surrogates(doc: Any) -> Iterator[PolicyIssue]:
+    """An issue for every key or string of `doc` that holds an unpaired UTF-16 surrogate."""
+    todo: list[tuple[str, Any]] = [("", doc)]
+    while todo:
+        pointer, value = todo.pop()
+        texts: list[tuple[str, str]] = []
+        if isinstance(value, dict):
+            for key, child in value.items():
+                child_pointer = pointer_join(pointer, key)
+                texts.append((child_pointer, str(key)))
+                todo.append((child_pointer, child))
+        elif isinstance(value, list):
+            todo.extend((pointer_join(pointer, i), child) for i, child in enumerate(value))
+        elif isinstance(value, str):
+            texts.append((pointer, value))
+        for where, text in texts:
+            if found := _SURROGATE.search(text):
+                yield PolicyIssue(
+                    where,
+                    f"The text {_json_repr(text, ascii_only=True)} holds the unpaired surrogate "
+                    f"\\u{ord(found.group()):04x}, which is not a character; write the "
+                    "character itself, or a pair of \\u escapes that encodes it.",
+                )
 
 
 def _unknown_key_message(key: str, unknown: Mapping[str, type[BaseModel]]) -> str:

@@ -30,7 +30,9 @@ from policylayer_core.paths import PathSyntaxError, parse_path
 from policylayer_core.schemas import check_argument_schema
 
 __all__ = [
+    "DEFAULT_MAX_REGEX_INPUT",
     "OPERATORS",
+    "Arguments",
     "Bundle",
     "Condition",
     "Limit",
@@ -143,9 +145,18 @@ class Condition(_Strict):
         if "value" not in self.model_fields_set and self.op != "exists":
             raise _fail(
                 f"The condition with op '{self.op}' has no 'value'; "
-                f"add the value to compare the argument at '{self.path}' with."
+                # repr: a raw unpaired surrogate would garble pydantic's message.
+                f"add the value to compare the argument at {self.path!r} with."
             )
         return self
+
+
+def _fits_a_float(number: float) -> bool:
+    """Finite, and (for an int) within a float's range, so float arithmetic can use it."""
+    try:
+        return math.isfinite(number)
+    except OverflowError:  # an int with more than 308 digits
+        return False
 
 
 def _check_operand(op: str, value: Any) -> Any:
@@ -156,7 +167,9 @@ def _check_operand(op: str, value: Any) -> Any:
                 f"'{op}' needs an array of allowed values, but the value is {_json_type(value)}."
             )
     elif op in _NUMBER_OPS:
-        if isinstance(value, bool) or not isinstance(value, int | float) or math.isnan(value):
+        number = isinstance(value, int | float) and not isinstance(value, bool)
+        # math.isnan would raise OverflowError for an int beyond a float's range.
+        if not number or (isinstance(value, float) and math.isnan(value)):
             raise _fail(
                 f"'{op}' compares numbers, but the value is {_json_type(value)}; write a number."
             )
@@ -166,7 +179,7 @@ def _check_operand(op: str, value: Any) -> Any:
         if op == "regex":
             try:
                 re.compile(value)
-            except re.error as exc:
+            except (re.error, OverflowError) as exc:  # OverflowError: a{4294967296}
                 raise _fail(f"The regular expression {value!r} does not compile: {exc}.") from None
     elif op in _LENGTH_OPS:
         if isinstance(value, bool) or not isinstance(value, int) or value < 0:
@@ -220,12 +233,23 @@ class Limit(_Strict):
         if window in _WINDOWS:
             return window
         number = isinstance(window, int | float) and not isinstance(window, bool)
-        if not number or not math.isfinite(window) or window <= 0:
+        if not number or not _fits_a_float(window) or window <= 0:
             raise _fail(
                 "The window must be 'second', 'minute', 'hour', 'day' or a positive number "
                 f"of seconds, but it is {window!r}."
             )
         return window
+
+    @field_validator("max", "burst")
+    @classmethod
+    def _check_count(cls, count: int | None, info: ValidationInfo) -> int | None:
+        # Buckets count in floats: a larger int cannot even be converted to one.
+        if count is not None and not _fits_a_float(count):
+            raise _fail(
+                f"The limit's '{info.field_name}' is too large to count tokens with; "
+                "keep it below 1e308."
+            )
+        return count
 
     @field_validator("cost")
     @classmethod
@@ -284,6 +308,31 @@ class ToolEntry(RuleSet):
         return schema
 
 
+# Characters of one string that a regex may examine when no `arguments` section says
+# otherwise (docs/decisions.md, "Hostile arguments").
+DEFAULT_MAX_REGEX_INPUT = 10_000
+
+PositiveInt = Annotated[int, Field(gt=0)]
+
+
+class Arguments(_Strict):
+    """`{"max_depth": 32, "max_string_length": 65536}`: bounds on every call's arguments."""
+
+    # An extension of this library (docs/policy-format.md, "Argument limits"). The size
+    # keys and `non_json` are checked by one walk over the arguments
+    # (`argument_limits.ArgumentLimits`), which runs only when the section sets one of
+    # them; `max_regex_input` always applies, with its default when there is no section.
+
+    noun = "the arguments section"
+
+    max_depth: PositiveInt | None = None
+    max_string_length: PositiveInt | None = None
+    max_items: PositiveInt | None = None
+    max_total_items: PositiveInt | None = None
+    max_regex_input: PositiveInt = DEFAULT_MAX_REGEX_INPUT
+    non_json: Literal["deny", "ignore"] | None = None
+
+
 class Policy(_Strict):
     """A policy document."""
 
@@ -295,6 +344,7 @@ class Policy(_Strict):
     all_tools: RuleSet | None = None
     tools: dict[str, ToolEntry] = Field(default_factory=dict)
     mode: Literal["enforce", "shadow"] = "enforce"
+    arguments: Arguments | None = None
     description: str | None = None
     # Editors find the format's JSON Schema through it (`policylayer schema`).
     schema_uri: str | None = Field(default=None, alias="$schema")

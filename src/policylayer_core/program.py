@@ -3,7 +3,7 @@
 The compiler (`compiler.py`) builds one `ToolProgram` per tool entry (and one for
 tools that fall to `default: allow`), with every decision that needs no state made
 in advance. `run` walks only the steps the policy actually uses, in the order of
-the format: arguments, schema, require, deny_if, approval, limits, allow. With a
+the format: arguments (and their limits), schema, require, deny_if, approval, limits, allow. With a
 `trace` list it also records each step, which is how `explain()` shows its work
 through the very code that decides.
 """
@@ -24,6 +24,9 @@ from policylayer_core.validators import ArgumentValidator
 __all__ = ["CostSource", "LimitPlan", "RuleCheck", "Step", "ToolProgram", "read_cost"]
 
 _EMPTY: dict[str, Any] = {}
+
+# The policy's argument limits: (pointer of the broken limit, reason), or None.
+ArgumentCheck = Callable[[Any], "tuple[str, str] | None"]
 
 # Builds a decision in the policy's mode: (effect, rule pointer, reason, retry_after).
 DecisionMaker = Callable[[Effect, str, str, "float | None"], Decision]
@@ -155,6 +158,7 @@ class ToolProgram:
         "allow",
         "approval",
         "approve_ifs",
+        "check_arguments",
         "deny_ifs",
         "entry_pointer",
         "limits",
@@ -176,6 +180,7 @@ class ToolProgram:
         entry_pointer: str,
         make: DecisionMaker,
         not_object: Callable[[Any], Decision],
+        check_arguments: ArgumentCheck | None = None,
         validator: ArgumentValidator | None,
         schema_pointer: str,
         violation_reason: Callable[[Any], str],
@@ -191,6 +196,7 @@ class ToolProgram:
         self.entry_pointer = entry_pointer
         self.make = make
         self.not_object = not_object
+        self.check_arguments = check_arguments
         self.validator = validator
         self.schema_pointer = schema_pointer
         self.violation_reason = violation_reason
@@ -218,7 +224,8 @@ class ToolProgram:
     def is_static(self) -> bool:
         """True when nothing but the arguments' type decides (a plain allow)."""
         return not (
-            self.validator
+            self.check_arguments
+            or self.validator
             or self.requires
             or self.deny_ifs
             or self.approval
@@ -240,16 +247,14 @@ class ToolProgram:
         if args is None:
             args = _EMPTY
         elif type(args) is not dict:
-            if not issubclass(type(args), dict):
-                if trace is not None:
-                    trace.append(
-                        Step(self.entry_pointer, "denied", "the arguments are not an object")
-                    )
-                return self.not_object(args)
-            # A dict subclass may redefine get() or [] to answer each rule differently:
-            # judge a plain copy of what it holds (dict.copy reads the storage itself).
-            args = dict.copy(args)
+            args = self._as_object(args, trace)
+            if type(args) is Decision:
+                return args
         try:
+            if self.check_arguments is not None:
+                denied = self._break_limits(args, trace)
+                if denied is not None:
+                    return denied
             if self.validator is not None:
                 violation = self.validator(args)
                 if violation is not None:
@@ -313,6 +318,27 @@ class ToolProgram:
         if trace is not None:
             trace.append(Step(self.allow.rule, "allow"))
         return self.allow
+
+    def _as_object(self, args: Any, trace: Trace) -> Any:
+        """The arguments as a plain dict, or the denial when they are not an object."""
+        if not issubclass(type(args), dict):
+            if trace is not None:
+                trace.append(Step(self.entry_pointer, "denied", "the arguments are not an object"))
+            return self.not_object(args)
+        # A dict subclass may redefine get() or [] to answer each rule differently: judge
+        # a plain copy of what it holds (dict.copy reads the storage itself).
+        return dict.copy(args)
+
+    def _break_limits(self, args: dict[str, Any], trace: Trace) -> Decision | None:
+        """The denial when the arguments break the policy's argument limits."""
+        assert self.check_arguments is not None
+        failed = self.check_arguments(args)
+        if failed is None:
+            return None
+        pointer, reason = failed
+        if trace is not None:
+            trace.append(Step(pointer, "denied", reason))
+        return self.make(Effect.DENY, pointer, reason, None)
 
     def _charge(
         self, identity: str, args: dict[str, Any], session: str | None, trace: Trace, dry: bool
