@@ -26,6 +26,7 @@ from policylayer_core.safe_regex import (
     RegexRefused,
     bounded_search,
     compile_search,
+    required_literal,
 )
 from policylayer_core.validators import compile_validator
 
@@ -366,3 +367,24 @@ def test_character_sets_are_the_ones_re_matches(source: str) -> None:
     assert not inner
     expected = [(m.start(), m.end() - 1) for m in re.finditer(f"(?:{source})+", everything)]
     assert list(atom_set(str(op), av, flags)) == expected
+
+
+@pytest.mark.parametrize(
+    ("pattern", "literal"),
+    [
+        (r"(^|/)\.\.(/|$)", ".."),
+        (r"drop\s+table", "table"),
+        ("ab?c", "a"),
+        ("(?x) a b  c", "abc"),
+        ("abc|d", None),  # a top-level alternation: no character is in every match
+        ("(?i)drop", None),  # case folded: the plain text need not appear
+        ("^$", None),
+    ],
+)
+def test_required_literal_is_in_every_match(pattern: str, literal: str | None) -> None:
+    assert required_literal(pattern) == literal
+    if literal is not None:
+        search = compile_search(pattern)
+        assert not search("x" * 50)  # answered by the literal test alone
+        for text in ("x/../y", "drop   table", "abc", "ac", "a b c", literal * 3):
+            assert search(text) == (re.search(pattern, text) is not None), text

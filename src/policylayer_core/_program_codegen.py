@@ -32,6 +32,7 @@ from policylayer_core.decision import Decision
 from policylayer_core.paths import MISSING
 from policylayer_core.program import GLOBAL, GRANT, LimitPlan, RuleCheck, ToolProgram
 from policylayer_core.ratelimit import BucketSpec, MemoryStore, Shortfall, StoreUnavailable
+from policylayer_core.safe_regex import DEFAULT_REGEX_LIMITS, RegexLimits, compile_search
 
 __all__ = ["Run", "Specialiser", "general_run"]
 
@@ -58,7 +59,7 @@ _STRING = "type(x) is str"
 _SIZED = "(type(x) is list or type(x) is str or type(x) is dict)"
 
 
-def _inline_test(op: str, value: Any) -> tuple[str, str, Any] | None:
+def _inline_test(op: str, value: Any, regex_limits: RegexLimits) -> tuple[str, str, Any] | None:
     """(type guard, test, constant) for `args.KEY op value`, or None to call the closure.
 
     The test reads the argument as `x` and the policy's value as `V`; within the guard
@@ -68,6 +69,10 @@ def _inline_test(op: str, value: Any) -> tuple[str, str, Any] | None:
         return _STRING, "x == V" if op == "eq" else "x != V", value
     if op in ("in", "not_in") and isinstance(value, list) and all(type(v) is str for v in value):
         return _STRING, "x in V" if op == "in" else "x not in V", frozenset(value)
+    if op == "regex" and type(value) is str:
+        # the bounded matcher conditions use (the same object: compile_search is cached);
+        # RegexRefused goes to the general path, which words the indeterminate reason
+        return _STRING, "V(x)", compile_search(value, regex_limits)
     if op == "starts_with" and type(value) is str:
         return _STRING, "x.startswith(V)", value
     if op == "ends_with" and type(value) is str:
@@ -86,7 +91,8 @@ class _Writer:
     """Source lines, the shared values they name (k0, k1, ...) and the tool's own
     decisions they return (route.decisions[i]), in order."""
 
-    def __init__(self) -> None:
+    def __init__(self, regex_limits: RegexLimits) -> None:
+        self.regex_limits = regex_limits
         self.lines: list[str] = []
         self.values: list[Any] = []
         self.decisions: list[Decision] = []
@@ -116,7 +122,9 @@ def _rules(w: _Writer, rules: tuple[RuleCheck, ...], *, holds_denies: bool, dept
                 w.line(depth, f"return {decision}")
                 return  # nothing after an unconditional rule can run
             continue
-        inline = _inline_test(rule.simple[1], rule.simple[2]) if rule.simple else None
+        inline = (
+            _inline_test(rule.simple[1], rule.simple[2], w.regex_limits) if rule.simple else None
+        )
         if inline is None:
             check = w.const(rule.holds)
             negate = "" if holds_denies else "not "
@@ -242,9 +250,9 @@ class StoreMethods:
 
 
 def _source(
-    program: ToolProgram, store: StoreMethods
+    program: ToolProgram, store: StoreMethods, regex_limits: RegexLimits = DEFAULT_REGEX_LIMITS
 ) -> tuple[str, list[Any], list[Decision]] | None:
-    w = _Writer()
+    w = _Writer(regex_limits)
     w.line(1, "try:")
     opened = len(w.lines)
     if program.check_arguments is not None:
@@ -316,15 +324,16 @@ class Specialiser:
     from callers: tools resolved through globs or the default reuse their entry's.
     """
 
-    def __init__(self, store: Any) -> None:
+    def __init__(self, store: Any, regex_limits: RegexLimits = DEFAULT_REGEX_LIMITS) -> None:
         self._store = StoreMethods(store)
+        self._regex_limits = regex_limits
         self._shared: dict[tuple[Hashable, ...], Run] = {}
 
     def __call__(self, program: ToolProgram) -> tuple[Run, tuple[Decision, ...]]:
         """The run for `program` and the decisions its route must carry."""
         if program.is_static:
             return general_run, ()
-        written = _source(program, self._store)
+        written = _source(program, self._store, self._regex_limits)
         if written is None:
             return general_run, ()
         source, values, decisions = written

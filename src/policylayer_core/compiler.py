@@ -200,11 +200,11 @@ class CompiledPolicy:
             re.compile(translate(p)).match if is_glob(p) else p.__eq__ for p in policy.hide
         )
         all_tools = policy.all_tools or RuleSet()
-        self._specialise = Specialiser(store)
         self.argument_limits = ArgumentLimits.from_model(
             policy.arguments, pointer=self._ptr("arguments")
         )
         self._regex_limits = RegexLimits(max_input=self.argument_limits.max_regex_input)
+        self._specialise = Specialiser(store, self._regex_limits)
         # The walk is opt-in: a program calls it only when the section sets a size limit
         # or non_json "deny" (docs/decisions.md, "Hostile arguments").
         self._check_arguments = (

@@ -43,10 +43,17 @@ from policylayer_core._charsets import (
 )
 from policylayer_core.regex_safety import linear_safe
 
-__all__ = ["DEFAULT_REGEX_LIMITS", "RegexLimits", "RegexRefused", "compile_search"]
+__all__ = [
+    "DEFAULT_REGEX_LIMITS",
+    "RegexLimits",
+    "RegexRefused",
+    "compile_search",
+    "required_literal",
+]
 
 _parser: Any = importlib.import_module("re._parser")
 _MAXREPEAT: int = importlib.import_module("re._constants").MAXREPEAT
+_LITERAL: Any = importlib.import_module("re._constants").LITERAL
 
 # The policy setting that tunes `max_input`, named in reasons.
 LENGTH_SETTING = "arguments.max_regex_input"
@@ -132,8 +139,17 @@ def compile_search(
 def _compile_search(pattern: str, limits: RegexLimits) -> Callable[[str], bool]:
     compiled = re.compile(pattern)
     max_input = limits.max_input
+    needed = required_literal(pattern)
     if linear_safe(pattern):
         search = compiled.search
+        if needed is not None:
+
+            def linear_after_literal(text: str) -> bool:
+                if len(text) > max_input:
+                    raise _too_long(len(text), limits)
+                return needed in text and search(text) is not None
+
+            return linear_after_literal
 
         def linear(text: str) -> bool:
             if len(text) > max_input:
@@ -141,7 +157,34 @@ def _compile_search(pattern: str, limits: RegexLimits) -> Callable[[str], bool]:
             return search(text) is not None
 
         return linear
-    return bounded_search(pattern, limits)
+    bounded = bounded_search(pattern, limits)
+    if needed is None:
+        return bounded
+    return lambda text: needed in text and bounded(text)
+
+
+def required_literal(pattern: str) -> str | None:
+    """The longest run of plain characters that every match of `pattern` contains, or None.
+
+    A string without it cannot match, and `str.__contains__` says so far faster than a
+    search that tries every position (`(^|/)\\.\\.(/|$)` needs `..`). Only characters
+    of the top-level sequence count: each of them is part of every match. None when the
+    whole pattern ignores case.
+    """
+    try:
+        parsed = _parser.parse(pattern)
+    except (re.error, OverflowError, RecursionError):
+        return None
+    if parsed.state.flags & re.IGNORECASE:
+        return None
+    best, run = "", ""
+    for op, argument in parsed.data:
+        if op is _LITERAL:
+            run += chr(argument)
+            best = max(best, run, key=len)
+        else:
+            run = ""
+    return best or None
 
 
 def bounded_search(pattern: str, limits: RegexLimits) -> Callable[[str], bool]:
