@@ -607,3 +607,35 @@ def test_explain_fails_closed_like_decide() -> None:
     ex = _broken_engine().explain("i", "t", {"a": 1})
     check(ex.decision, DENY, "", "failed while deciding")
     assert ex.steps[-1].outcome == "engine failure: deny"
+
+
+def test_a_value_that_claims_to_be_a_str_is_not_taken_for_one() -> None:
+    class Impostor:
+        """Claims to be a str through a __class__ property and to equal everything."""
+
+        __class__ = property(lambda self: str)
+
+        def __eq__(self, other: object) -> bool:
+            return True
+
+        def __hash__(self) -> int:
+            return hash("guest")
+
+    engine = PolicyEngine(
+        policy(
+            {
+                "admin_only": {"require": [{"path": "args.role", "op": "eq", "value": "admin"}]},
+                "no_guests": {
+                    "deny_if": [
+                        {"conditions": [{"path": "args.role", "op": "in", "value": ["guest"]}]}
+                    ]
+                },
+                "short": {"require": [{"path": "args.role", "op": "len_lte", "value": 5}]},
+            }
+        )
+    )
+    for tool in ("admin_only", "no_guests", "short"):
+        decision = engine.decide("i", tool, {"role": Impostor()})
+        assert decision.effect is Effect.DENY, (tool, decision)
+        explained = engine.explain("i", tool, {"role": Impostor()})
+        assert explained.decision.effect is Effect.DENY, (tool, explained)
