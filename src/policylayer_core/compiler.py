@@ -11,7 +11,6 @@ For each policy (a plain document is one policy named ""):
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -19,12 +18,13 @@ from fnmatch import translate
 from typing import Any, TypeVar
 
 from policylayer_core._program_codegen import Run, Specialiser, general_run
+from policylayer_core._rule_parts import RuleParts, compile_rule
 from policylayer_core.argument_limits import ArgumentLimits
-from policylayer_core.conditions import Check, compile_condition, describe_type
+from policylayer_core.conditions import describe_type
 from policylayer_core.decision import Decision, Effect
 from policylayer_core.globs import BoundedCache, GlobTable, is_glob
 from policylayer_core.jsontext import pointer_join
-from policylayer_core.model import Condition, Limit, Policy, Rule, RuleSet, ToolEntry
+from policylayer_core.model import Limit, Policy, RuleSet, ToolEntry
 from policylayer_core.paths import parse_path
 from policylayer_core.program import (
     GLOBAL,
@@ -74,26 +74,6 @@ class Route:
 
 
 @dataclass(frozen=True, slots=True)
-class _RuleParts:
-    pointer: str
-    holds: Check | None
-    summary: str
-    on_deny: str | None
-    name: str | None = None
-    simple: tuple[str, str, Any] | None = None
-
-    @property
-    def label(self) -> str:
-        """How a generated reason names the rule: its pointer, with its name when it has one."""
-        return f"'{self.name}' at {self.pointer}" if self.name else self.pointer
-
-    @property
-    def detail(self) -> str:
-        """What an explain step shows: the conditions, after the rule's name."""
-        return f"'{self.name}': {self.summary}" if self.name else self.summary
-
-
-@dataclass(frozen=True, slots=True)
 class Parts:
     """What one tool entry (or the default) compiles to, independent of the tool name."""
 
@@ -102,85 +82,10 @@ class Parts:
     on_deny: str | None
     action: str
     validator: ArgumentValidator | None
-    requires: tuple[_RuleParts, ...]
-    deny_ifs: tuple[_RuleParts, ...]
-    approve_ifs: tuple[_RuleParts, ...]
+    requires: tuple[RuleParts, ...]
+    deny_ifs: tuple[RuleParts, ...]
+    approve_ifs: tuple[RuleParts, ...]
     limits: tuple[LimitPlan, ...]
-
-
-def _summary(conditions: list[Condition]) -> str:
-    if not conditions:
-        return "always"
-    parts = []
-    for c in conditions:
-        value = (
-            ""
-            if "value" not in c.model_fields_set
-            else " " + json.dumps(c.value, ensure_ascii=False)
-        )
-        parts.append(f"{c.path} {c.op}{value}")
-    return " and ".join(parts)
-
-
-def _compile_rule(pointer: str, rule: Rule | Condition, regex_limits: RegexLimits) -> _RuleParts:
-    if isinstance(rule, Condition):  # a bare condition in `require`
-        check = compile_condition(
-            pointer,
-            rule.path,
-            rule.op,
-            rule.value,
-            "value" in rule.model_fields_set,
-            regex_limits=regex_limits,
-        )
-        return _RuleParts(pointer, check, _summary([rule]), None, simple=_simple([rule]))
-    checks = [
-        compile_condition(
-            f"{pointer}/conditions/{i}",
-            c.path,
-            c.op,
-            c.value,
-            "value" in c.model_fields_set,
-            regex_limits=regex_limits,
-        )
-        for i, c in enumerate(rule.conditions)
-    ]
-    return _RuleParts(
-        pointer,
-        _all_of(checks),
-        _summary(rule.conditions),
-        rule.on_deny,
-        rule.name,
-        _simple(rule.conditions),
-    )
-
-
-def _simple(conditions: list[Condition]) -> tuple[str, str, Any] | None:
-    """(key, op, value) for a rule that is one condition on `args.KEY`, else None."""
-    if len(conditions) != 1 or "value" not in conditions[0].model_fields_set:
-        return None
-    condition = conditions[0]
-    parsed = parse_path(condition.path)
-    if parsed.root != "args" or len(parsed.steps) != 1:
-        return None
-    key = parsed.steps[0]
-    if not isinstance(key, str) or key == "*":
-        return None
-    return key, condition.op, condition.value
-
-
-def _all_of(checks: list[Check]) -> Check | None:
-    if not checks:
-        return None
-    if len(checks) == 1:
-        return checks[0]
-
-    def all_hold(identity: str, tool: str, args: Any, session: str | None) -> bool:
-        for check in checks:  # noqa: SIM110 - a plain loop is cheaper than all() over a generator
-            if not check(identity, tool, args, session):
-                return False  # later conditions are not evaluated (and cannot be indeterminate)
-        return True
-
-    return all_hold
 
 
 class CompiledPolicy:
@@ -210,7 +115,7 @@ class CompiledPolicy:
         self._check_arguments = (
             self.argument_limits.check if self.argument_limits.enforced else None
         )
-        self._all_tools_rules: dict[str, list[_RuleParts]] = {}
+        self._all_tools_rules: dict[str, list[RuleParts]] = {}
         self._interned: dict[Any, Any] = {}
         self._parts: dict[str, Parts] = {
             key: self._compile_entry(key, entry, all_tools) for key, entry in policy.tools.items()
@@ -238,18 +143,18 @@ class CompiledPolicy:
     def _compile_entry(self, key: str | None, entry: ToolEntry, all_tools: RuleSet) -> Parts:
         base = self._ptr("tools", key) if key is not None else self._ptr("default")
 
-        def rules(attr: str) -> tuple[_RuleParts, ...]:
+        def rules(attr: str) -> tuple[RuleParts, ...]:
             # all_tools rules are compiled once per policy: every tool then shares their
             # closures, and so can share generated code.
             shared = self._all_tools_rules.get(attr)
             if shared is None:
                 shared = self._all_tools_rules[attr] = [
-                    _compile_rule(self._ptr("all_tools", attr, i), r, self._regex_limits)
+                    compile_rule(self._ptr("all_tools", attr, i), r, self._regex_limits)
                     for i, r in enumerate(getattr(all_tools, attr))
                 ]
             own = (
                 [
-                    _compile_rule(f"{base}/{attr}/{i}", r, self._regex_limits)
+                    compile_rule(f"{base}/{attr}/{i}", r, self._regex_limits)
                     for i, r in enumerate(getattr(entry, attr))
                 ]
                 if key is not None
@@ -390,7 +295,7 @@ class CompiledPolicy:
         def make(effect: Effect, rule: str, reason: str, retry_after: float | None) -> Decision:
             return self._make(effect, tool, rule, reason, retry_after)
 
-        def decided(rule: _RuleParts, effect: Effect, generated: str) -> RuleCheck:
+        def decided(rule: RuleParts, effect: Effect, generated: str) -> RuleCheck:
             reason = rule.on_deny or parts.on_deny or generated
             return RuleCheck(
                 rule.pointer,
