@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import os
 import re
@@ -505,3 +507,50 @@ def test_main_in_process(capsys: pytest.CaptureFixture[str]) -> None:
         main(["--version"])
     assert version.value.code == 0
     assert capsys.readouterr().out.startswith("policylayer ")
+
+
+def _run_into(argv: list[str], encoding: str) -> tuple[int, str]:
+    """Run `main` with stdout and stderr on one strict stream of `encoding`."""
+    raw = io.BytesIO()
+    out = io.TextIOWrapper(raw, encoding=encoding)  # errors="strict", as a pipe or a log is
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(out):
+        status = main(argv)
+        out.flush()
+    return status, raw.getvalue().decode(encoding)
+
+
+# "\ud800" is a valid JSON escape but no character: pointers and messages then hold an
+# unpaired surrogate, which no stream can encode.
+SURROGATES = (
+    '{"version": "1", "default": "deny", "tools": {'
+    '"t": {"schema": {"properties": {"\\udcff": {"type": "\\udcff"}}}}}}'
+)
+
+
+@pytest.mark.parametrize("encoding", ["utf-8", "ascii"])
+def test_check_reports_text_its_stream_cannot_encode(tmp_path: Path, encoding: str) -> None:
+    path = tmp_path / "policy.json"
+    path.write_text(SURROGATES, "utf-8")
+    status, text = _run_into(["check", str(path)], encoding)
+    assert status == 1
+    assert "/tools/t/schema/properties/\\udcff: " in text
+    assert text.endswith("Checked 1 file: 2 errors.\n"), text
+
+
+def test_check_json_escapes_such_text_as_json_does(tmp_path: Path) -> None:
+    path = tmp_path / "policy.json"
+    path.write_text(SURROGATES, "utf-8")
+    status, text = _run_into(["check", "--json", str(path)], "utf-8")
+    assert status == 1
+    pointers = {record["pointer"] for record in json.loads(text)}
+    assert "/tools/t/schema/properties/\udcff/type" in pointers
+
+
+def test_explain_prints_a_tool_name_its_stream_cannot_encode(tmp_path: Path) -> None:
+    path = tmp_path / "policy.json"
+    path.write_text(json.dumps(policy({"工具\ud800": {"action": "deny"}})), "utf-8")
+    status, text = _run_into(
+        ["explain", str(path), "--identity", "a", "--tool", "工具\ud800"], "ascii"
+    )
+    assert status == 0
+    assert "reason:   The tool '\\u5de5\\u5177\\ud800' is denied by the policy." in text

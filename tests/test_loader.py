@@ -572,3 +572,149 @@ def test_a_top_level_schema_key_is_allowed_for_editors() -> None:
     load_policy(bundle)
     with pytest.raises(PolicyError):
         load_policy({"$schema": 1, "version": "1", "default": "deny"})
+
+
+# -- schemas the engine could not check calls against (found by fuzzing) -------------------
+
+
+def _schema(schema: Any) -> dict[str, Any]:
+    return policy({"t": {"schema": schema}})
+
+
+@pytest.mark.parametrize(
+    ("schema", "pointer", "fragment"),
+    [
+        (
+            {"properties": {"a": {"$ref": "#/$defs/missing"}}},
+            "/properties/a/$ref",
+            "The $ref '#/$defs/missing' points at nothing in this schema",
+        ),
+        ({"$ref": "#/$defs/a/0", "$defs": {"a": {}}}, "/$ref", "points at nothing"),
+        ({"$ref": "#nowhere"}, "/$ref", "points at nothing"),
+        ({"$ref": "#/required", "required": ["a"]}, "/$ref", "points at an array, not at"),
+        (
+            {"$ref": "file:///etc/policylayer-schema.json"},
+            "/$ref",
+            "refers to another document, which the engine never reads",
+        ),
+        ({"$ref": "https://example.com/s.json"}, "/$ref", "another document"),
+        ({"$ref": "other.json#/a"}, "/$ref", "another document"),
+        # Resolvable by jsonschema without a download, but another document all the same.
+        ({"$ref": "https://json-schema.org/draft/2020-12/schema"}, "/$ref", "another document"),
+        (
+            {"$ref": "#/$defs/a", "$defs": {"a": {"$ref": "#/$defs/b"}, "b": {"$ref": "x"}}},
+            "/$defs/b/$ref",
+            "another document",
+        ),
+        ({"$dynamicRef": "#nowhere"}, "/$dynamicRef", "The $dynamicRef '#nowhere' points"),
+        # A reference into data is applied as a schema: it must be one.
+        ({"$ref": "#/enum/0", "enum": [{"type": 5}]}, "/$ref", "not a valid schema"),
+        (
+            {"$ref": "#/enum/0", "enum": [{"$ref": "http://example.com/"}]},
+            "/enum/0/$ref",
+            "another document",
+        ),
+        (
+            {"properties": {"a": {"type": "string", "pattern": "("}}},
+            "/properties/a/pattern",
+            "The regular expression '(' does not compile: missing ), unterminated subpattern",
+        ),
+        (
+            {"properties": {"a/b": {"pattern": "a{4294967296}"}}},
+            "/properties/a~1b/pattern",
+            "the repetition number is too large",
+        ),
+        ({"patternProperties": {"x": {}, "[": {}}}, "/patternProperties/[", "'[' does not"),
+        (
+            {"$defs": {"d": {"patternProperties": {"(": {}}}}},
+            "/$defs/d/patternProperties/(",
+            "does not compile",
+        ),
+        (
+            {"patternProperties": {"a": {}, "(?i)b": {}}, "additionalProperties": False},
+            "/patternProperties",
+            "do not compile as one regular expression 'a|(?i)b' when joined with '|'",
+        ),
+    ],
+)
+def test_schemas_the_engine_cannot_use_are_load_errors(
+    schema: dict[str, Any], pointer: str, fragment: str
+) -> None:
+    issue = only_issue(_schema(schema))
+    assert issue.pointer == "/tools/t/schema" + pointer
+    assert fragment in issue.message, issue.message
+    assert issue.message.endswith("."), "messages are complete sentences"
+
+
+@pytest.mark.parametrize(
+    "schema",
+    [
+        {"$ref": "#/$defs/a", "$defs": {"a": {"type": "string"}}},
+        {"properties": {"next": {"$ref": "#"}}},
+        {"$ref": "#/$defs/a%20b", "$defs": {"a b": {"type": "string"}}},
+        {"$ref": "#here", "$defs": {"a": {"$anchor": "here"}}},
+        {"$dynamicRef": "#meta", "$defs": {"m": {"$dynamicAnchor": "meta"}}},
+        # An embedded resource is in the same document, whatever its URI.
+        {"$id": "https://example.com/root", "$ref": "item", "$defs": {"i": {"$id": "item"}}},
+        {
+            "$schema": "http://json-schema.org/draft-07/schema#",
+            "properties": {"a": {"$ref": "#/definitions/a"}},
+            "definitions": {"a": {"pattern": "^[a-z]+$"}},
+        },
+        {"patternProperties": {"a": {}, "(?i)b": {}}},  # not joined without additionalProperties
+        # Not schemas: a property named "pattern" and an enum member are data.
+        {"properties": {"pattern": {"type": "string"}}, "enum": [{"pattern": "("}]},
+        {"x-vendor": {"$ref": "https://example.com/"}},
+    ],
+)
+def test_schemas_with_same_document_references_and_good_patterns_load(
+    schema: dict[str, Any],
+) -> None:
+    load_policy(_schema(schema))
+
+
+def test_patterns_that_python_warns_about_load_under_warnings_as_errors() -> None:
+    # pytest runs with filterwarnings=error: re's FutureWarning ("Possible nested set")
+    # for "[[a]" must neither escape load_policy nor become a PolicyError.
+    doc = policy(
+        {
+            "t": {
+                "schema": {"properties": {"a": {"pattern": "[[a]"}}},
+                "deny_if": [{"conditions": [{"path": "args.b", "op": "regex", "value": "[[b]"}]}],
+            }
+        }
+    )
+    load_policy(doc)
+
+
+@pytest.mark.parametrize(
+    "limit",
+    [
+        {"max": 1, "window": 1e308, "burst": 2},
+        {"max": 1, "window": 1.7976931348623157e308},
+        {"max": 1, "window": "day", "burst": 10**306},
+    ],
+)
+def test_a_limit_whose_bucket_overflows_a_float_is_a_load_error(limit: dict[str, Any]) -> None:
+    issue = only_issue(policy({"t": {"limits": [limit]}}))
+    assert issue.pointer == "/tools/t/limits/0"
+    assert "times its burst" in issue.message
+    assert "is more seconds than a float can hold" in issue.message
+    assert issue.message.endswith("use a shorter window, a smaller burst or a larger max.")
+
+
+def test_a_limit_just_below_the_overflow_loads() -> None:
+    load_policy(policy({"t": {"limits": [{"max": 1, "window": 8e307, "burst": 2}]}}))
+
+
+def test_a_window_too_small_to_count_in_is_a_load_error() -> None:
+    doc = {
+        "version": "1",
+        "default": "deny",
+        "tools": {"t": {"limits": [{"window": 5e-324, "max": 1000}]}},
+    }
+    with pytest.raises(PolicyError) as caught:
+        load_policy(doc)
+    (issue,) = caught.value.issues
+    assert issue.pointer == "/tools/t/limits/0"
+    assert "rounds to zero seconds a token" in issue.message

@@ -9,6 +9,7 @@ from __future__ import annotations
 import array
 import os
 import re
+import warnings
 from typing import Any
 
 import pytest
@@ -388,3 +389,22 @@ def test_required_literal_is_in_every_match(pattern: str, literal: str | None) -
         assert not search("x" * 50)  # answered by the literal test alone
         for text in ("x/../y", "drop   table", "abc", "ac", "a b c", literal * 3):
             assert search(text) == (re.search(pattern, text) is not None), text
+
+
+def test_an_engine_builds_under_warnings_as_errors() -> None:
+    """`[[a]` makes re warn ("possible nested set"); with -W error no step of loading and
+    compiling the policy may turn that warning into an exception."""
+    doc = {
+        "version": "1",
+        "default": "deny",
+        "tools": {
+            "t": {
+                "deny_if": [{"conditions": [{"path": "args.a", "op": "regex", "value": "[[a]"}]}],
+                "schema": {"properties": {"b": {"pattern": "[[a]"}}},
+            }
+        },
+    }
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        engine = PolicyEngine.from_dict(doc)
+    assert engine.decide("i", "t", {"a": "[a"}).rule == "/tools/t/deny_if/0"

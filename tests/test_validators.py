@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import inspect
 import json
 import math
 import os
@@ -18,6 +19,7 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from jsonschema.exceptions import SchemaError, best_match
 from jsonschema.validators import validator_for
+from referencing.exceptions import Unresolvable
 
 from policylayer_core.validators import SchemaViolation, compile_validator
 
@@ -68,7 +70,8 @@ def compiled_is_valid(schema: Any, instance: Any) -> bool:
 
 def is_generated(schema: Any) -> bool:
     """Whether the schema was compiled to Python rather than handed to jsonschema."""
-    code = getattr(compile_validator(schema), "__code__", None)
+    # inspect.unwrap: a schema with multipleOf gets a wrapper around the generated code.
+    code = getattr(inspect.unwrap(compile_validator(schema)), "__code__", None)
     return code is not None and code.co_filename == "<policylayer compiled schema>"
 
 
@@ -548,7 +551,7 @@ def test_verdicts_equal_jsonschema(schema: dict[str, Any], instances: list[Any])
     except SchemaError:
         assume(False)
     validate = compile_validator(schema)
-    assert validate.__code__.co_filename == "<policylayer compiled schema>"
+    assert inspect.unwrap(validate).__code__.co_filename == "<policylayer compiled schema>"
     for instance in instances:
         try:
             expected = reference(schema).is_valid(instance) is True
@@ -568,3 +571,81 @@ def verdict(check: Callable[[Any], Any], instance: Any) -> bool:
     except Exception:
         return False
     return result is True or result is None
+
+
+# -- what jsonschema itself cannot judge ---------------------------------------------------
+
+HUGE = 10**400  # a valid JSON integer (401 digits) beyond a float's range
+
+
+@pytest.mark.parametrize(
+    "schema",
+    [
+        {"type": "object", "properties": {"amount": {"type": "number", "multipleOf": 0.01}}},
+        {"properties": {"amount": {"not": {"multipleOf": 0.01}}}},
+        {"properties": {"amount": {"anyOf": [{"type": "string"}, {"multipleOf": 0.5}]}}},
+        {
+            "properties": {"amount": {"$ref": "#/$defs/cents"}},
+            "$defs": {"cents": {"multipleOf": 0.01}},
+        },
+        # Left to jsonschema: `if`, and a whole schema with a nested $id.
+        {"properties": {"amount": {"if": {"multipleOf": 0.5}, "then": {"minimum": 0}}}},
+        {"$id": "https://example.com/r", "properties": {"amount": {"$id": "a", "multipleOf": 0.1}}},
+    ],
+)
+@pytest.mark.parametrize(
+    "instance",
+    [
+        {"amount": HUGE},
+        {"amount": -HUGE},
+        {"amount": 10**400 * 3},
+        {"amount": 12.5},
+        {"amount": 1e308},
+        {"amount": 10**20},
+        {"amount": "x"},
+    ],
+)
+def test_multiple_of_an_integer_beyond_float_range(schema: dict[str, Any], instance: Any) -> None:
+    """jsonschema's verdict where it gives one; where its float division raises
+    OverflowError, a violation at the number that says why, never an exception."""
+    validate = compile_validator(schema)
+    try:
+        expected = validator_for(schema)(schema).is_valid(instance)
+    except OverflowError:
+        violation = validate(instance)
+        assert violation is not None
+        assert violation.path == ("amount",)
+        assert violation.keyword == "multipleOf"
+        assert violation.message.startswith("the number is too large to be divided by ")
+        return
+    assert (validate(instance) is None) is expected
+
+
+def test_multiple_of_overflow_is_found_inside_arrays() -> None:
+    schema = {"properties": {"a": {"items": {"multipleOf": 0.1}}}}
+    instance = {"a": [1, 2, HUGE]}
+    assert compile_validator(schema)(instance) == SchemaViolation(
+        ("a", 2),
+        "multipleOf",
+        "the number is too large to be divided by 0.1 in floating point (it is beyond about "
+        "1.8e308), so it cannot be checked against multipleOf 0.1",
+    )
+
+
+def test_no_reference_is_ever_retrieved(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The loader refuses references to other documents; should one reach a validator
+    anyway, looking it up fails rather than reading a file or the network."""
+
+    retrieved: list[Any] = []
+
+    def no_network(request: Any, *args: Any, **kwargs: Any) -> Any:
+        retrieved.append(request)  # referencing turns an exception here into Unresolvable
+        raise OSError("no network in tests")
+
+    monkeypatch.setattr("urllib.request.urlopen", no_network)
+    for ref in ("http://example.com/schema.json", "file:///etc/passwd"):
+        validate = compile_validator({"properties": {"a": {"$ref": ref}}})
+        assert validate({"b": 1}) is None
+        with pytest.raises(Unresolvable):
+            validate({"a": 1})
+    assert retrieved == []

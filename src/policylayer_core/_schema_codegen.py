@@ -21,6 +21,7 @@ from __future__ import annotations
 import itertools
 import math
 import re
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import partial
@@ -230,7 +231,9 @@ class _Generator:
         if not isinstance(pattern, str):
             raise _NodeFallback
         try:
-            re.compile(pattern)
+            with warnings.catch_warnings():  # the loader has judged the pattern already
+                warnings.simplefilter("ignore")
+                re.compile(pattern)
         except re.error:
             raise _NodeFallback from None  # jsonschema raises the same error when it gets there
         self._may_refuse = True

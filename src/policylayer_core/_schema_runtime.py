@@ -68,10 +68,41 @@ def unique(container: list[Any]) -> bool:
     return True
 
 
+class Unjudgeable(Exception):  # noqa: N818 - a verdict carried up, not an error
+    """jsonschema itself cannot check `instance` against `keyword` (it would raise): the
+    whole instance is invalid, with `message` at the place of `instance`.
+
+    Like `Refusal`, raised through every check so that no `not`, `anyOf` or `oneOf` can
+    turn it into a pass; `validators` catches it at the entry point and locates
+    `instance` inside the arguments (this check does not know its path).
+    """
+
+    def __init__(self, instance: Any, keyword: str, message: str) -> None:
+        super().__init__(message)
+        self.instance = instance
+        self.keyword = keyword
+        self.message = message
+
+
+def too_large_for_multiple_of(instance: Any, divisor: float) -> Unjudgeable:
+    """jsonschema divides by a float `multipleOf` in floats, which an int beyond a float's
+    range overflows (a 401-digit JSON integer is valid JSON)."""
+    return Unjudgeable(
+        instance,
+        "multipleOf",
+        f"the number is too large to be divided by {divisor!r} in floating point (it is "
+        f"beyond about 1.8e308), so it cannot be checked against multipleOf {divisor!r}",
+    )
+
+
 def float_not_multiple(instance: Any, divisor: float) -> bool:
     # Float division first (so 0.0075 is a multiple of 0.0001 exactly when jsonschema
-    # says so); exact fractions only when the quotient overflows.
-    quotient = instance / divisor
+    # says so); exact fractions only when the quotient overflows. An int that does not
+    # even convert to a float makes jsonschema raise: no verdict to copy, so none here.
+    try:
+        quotient = instance / divisor
+    except OverflowError:
+        raise too_large_for_multiple_of(instance, divisor) from None
     try:
         return bool(int(quotient) != quotient)
     except OverflowError:

@@ -8,11 +8,13 @@ warnings), 2 when the command line or an input file other than a policy is wrong
 from __future__ import annotations
 
 import argparse
+import codecs
+import contextlib
 import json
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 from policylayer_core import __version__
 from policylayer_core.engine import PolicyEngine
@@ -29,10 +31,45 @@ __all__ = ["main", "policy_schema", "pretty_json"]
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; return the exit status."""
-    parser = _parser()
-    args = parser.parse_args(argv)
-    status: int = args.run(args)
+    # A policy's text may hold what its stream cannot encode: "\ud800" is a valid JSON
+    # escape, but no character, and a Chinese description cannot be written in ASCII.
+    # Every report of every command goes through `_Escaping`, rather than dying halfway.
+    with (
+        contextlib.redirect_stdout(_Escaping(sys.stdout)),
+        contextlib.redirect_stderr(_Escaping(sys.stderr)),
+    ):
+        parser = _parser()
+        args = parser.parse_args(argv)
+        status: int = args.run(args)
     return status
+
+
+class _Escaping:
+    """A text stream that writes what its encoding cannot hold as backslash escapes
+    (`\\ud800`, which keeps JSON output valid JSON), and passes everything else on."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self._stream = stream
+        encoding = getattr(stream, "encoding", None) or "utf-8"
+        try:
+            codecs.lookup(encoding)
+        except LookupError:
+            encoding = "utf-8"
+        self._encoding = encoding
+
+    def write(self, text: str) -> int:
+        try:
+            text.encode(self._encoding)
+        except UnicodeEncodeError:
+            text = text.encode(self._encoding, "backslashreplace").decode(self._encoding)
+        return self._stream.write(text)
+
+    def writelines(self, lines: Iterable[str]) -> None:
+        for line in lines:
+            self.write(line)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)
 
 
 def _parser() -> argparse.ArgumentParser:

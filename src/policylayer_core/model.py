@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import re
+import warnings
 from typing import Annotated, Any, ClassVar, Literal, get_args
 
 from pydantic import (
@@ -27,6 +28,7 @@ from pydantic_core import PydanticCustomError
 
 from policylayer_core.conditions import describe_type
 from policylayer_core.paths import PathSyntaxError, parse_path
+from policylayer_core.ratelimit import SLACK_TOKENS
 from policylayer_core.schemas import check_argument_schema
 
 __all__ = [
@@ -178,7 +180,9 @@ def _check_operand(op: str, value: Any) -> Any:
             raise _fail(f"'{op}' needs a string, but the value is {_json_type(value)}.")
         if op == "regex":
             try:
-                re.compile(value)
+                with warnings.catch_warnings():  # "[[a]" warns; under -W error it would raise
+                    warnings.simplefilter("ignore")
+                    re.compile(value)
             except (re.error, OverflowError) as exc:  # OverflowError: a{4294967296}
                 raise _fail(f"The regular expression {value!r} does not compile: {exc}.") from None
     elif op in _LENGTH_OPS:
@@ -271,6 +275,28 @@ class Limit(_Strict):
             "The cost must be a positive integer or an 'args.' path such as 'args.tasks', "
             f"but it is {cost!r}."
         )
+
+    @model_validator(mode="after")
+    def _check_capacity(self) -> Limit:
+        # A bucket counts in seconds: from empty to full takes window * burst / max of them
+        # (plus a hair, SLACK_TOKENS). Beyond a float's range that is infinite, and every
+        # take would fit in an infinite bucket.
+        burst = self.burst if self.burst is not None else self.max
+        interval = self.window_seconds / self.max
+        if not math.isfinite((burst + SLACK_TOKENS) * interval):
+            raise _fail(
+                f"This limit's window ({self.window!r}) times its burst ({burst}) divided by "
+                f"its max ({self.max}) is more seconds than a float can hold (about 1.8e308), "
+                "and such a bucket would never run out; use a shorter window, a smaller burst "
+                "or a larger max."
+            )
+        if interval <= 0.0:
+            raise _fail(
+                f"This limit's window ({self.window!r}) divided by its max ({self.max}) is too "
+                "small a time to count in (it rounds to zero seconds a token), and such a "
+                "bucket would never run out; use a longer window or a smaller max."
+            )
+        return self
 
     @property
     def window_seconds(self) -> float:

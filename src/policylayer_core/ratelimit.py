@@ -103,6 +103,12 @@ class BucketSpec:
         if not (self.window > 0 and isfinite(self.window)):
             raise ValueError(f"window must be a positive number of seconds, not {self.window}")
         interval = self.window / self.max
+        if not isfinite((self.burst + SLACK_TOKENS) * interval):
+            # An infinite capacity holds every take: the limit would allow every call.
+            raise ValueError(
+                f"window * burst / max must be a finite number of seconds, not "
+                f"{self.window} * {self.burst} / {self.max}"
+            )
         unit = _UNIT_NAMES.get(self.window)
         put = object.__setattr__
         put(self, "rate", self.max / self.window)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import importlib
 import re
+import warnings
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -22,6 +23,14 @@ __all__ = ["catastrophic_regex", "linear_safe"]
 
 # The regex parser has no public API and no type stubs; `sre_parse`, its old name, warns.
 _sre: Any = importlib.import_module("re._parser")
+
+
+def _parse(pattern: str) -> Any:
+    """re's parse tree of `pattern`, without the warnings ("possible nested set") the
+    loader has already dealt with: under `-W error` they would be raised."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return _sre.parse(pattern)
 
 
 # The parse tree of `re._parser`: a list of (opcode, argument). Character sets are judged on
@@ -44,7 +53,7 @@ def catastrophic_regex(pattern: str) -> bool:
     exponentially. `(\\d+,)+` is fine: each pass ends with a comma that no digit matches.
     Possessive repeats and atomic groups never backtrack, so they are not looked into."""
     try:
-        parsed = _sre.parse(pattern)
+        parsed = _parse(pattern)
     except (re.error, RecursionError):
         return False
     # Every number in the tree's dump (literal code points, range ends, and some counts that
@@ -185,7 +194,7 @@ class _NotLinear(Exception):  # noqa: N818 - a signal, not an error
 def linear_safe(pattern: str) -> bool:
     """True when `re.search(pattern, s)` takes time linear in `len(s)` whatever `s` is."""
     try:
-        parsed = _sre.parse(pattern)
+        parsed = _parse(pattern)
         sequences = _unroll(list(parsed), parsed.state.flags)
     except (_NotLinear, re.error, RecursionError, LookupError, ValueError):
         return False  # not judged: the bounded matcher runs it

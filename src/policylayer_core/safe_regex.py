@@ -27,6 +27,7 @@ from __future__ import annotations
 import functools
 import importlib
 import re
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -132,7 +133,9 @@ def compile_search(
     `limits.max_input`, or when the bounded engine needed more than `limits.timeout`.
     `pattern` must compile with `re` (re.error otherwise).
     """
-    return _compile_search(pattern, limits)
+    with warnings.catch_warnings():  # "possible nested set": judged when the policy loaded
+        warnings.simplefilter("ignore")
+        return _compile_search(pattern, limits)
 
 
 @functools.lru_cache(maxsize=1024)
@@ -172,7 +175,9 @@ def required_literal(pattern: str) -> str | None:
     whole pattern ignores case.
     """
     try:
-        parsed = _parser.parse(pattern)
+        with warnings.catch_warnings():  # "possible nested set": the loader's job
+            warnings.simplefilter("ignore")
+            parsed = _parser.parse(pattern)
     except (re.error, OverflowError, RecursionError):
         return None
     if parsed.state.flags & re.IGNORECASE:

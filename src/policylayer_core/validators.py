@@ -27,8 +27,12 @@ jsonschema validators behind the fallbacks alike: a string a pattern cannot be m
 against safely makes the instance invalid, with a message that says why. Within the
 limits the verdicts are jsonschema's.
 
-An exception raised by a check on an odd instance (say RecursionError on a very deep
-one) propagates; the caller fails closed.
+Where jsonschema itself raises on a JSON instance (a float `multipleOf` and an integer
+beyond a float's range, which its float division overflows), there is no verdict to
+copy: the instance is invalid, with a violation that says why (`Unjudgeable`). Other
+exceptions raised by a check on an odd instance (say RecursionError on a very deep one)
+propagate; the caller fails closed. No check ever retrieves a referenced document
+(`schemas.NO_RETRIEVAL`).
 """
 
 from __future__ import annotations
@@ -46,13 +50,19 @@ from jsonschema.protocols import Validator
 from jsonschema.validators import extend, validator_for
 
 from policylayer_core import _schema_codegen
-from policylayer_core._schema_runtime import Refusal, refused_message
+from policylayer_core._schema_runtime import (
+    Refusal,
+    Unjudgeable,
+    refused_message,
+    too_large_for_multiple_of,
+)
 from policylayer_core.safe_regex import (
     DEFAULT_REGEX_LIMITS,
     RegexLimits,
     RegexRefused,
     compile_search,
 )
+from policylayer_core.schemas import NO_RETRIEVAL
 
 __all__ = ["ArgumentValidator", "SchemaViolation", "compile_validator"]
 
@@ -105,12 +115,14 @@ def compile_validator(
     """
     validator_class = validator_for(schema, default=Draft202012Validator)
     bounded = _bounded_class(validator_class, regex_limits)
-    reference = bounded(_without_dialect(schema))
+    # NO_RETRIEVAL: whatever the schema says, no check ever reads a file or the network
+    # (`check_argument_schema` already refused references to other documents).
+    reference = bounded(_without_dialect(schema), registry=NO_RETRIEVAL)
     dialect = _DIALECTS.get(validator_class)
     if dialect is None or _needs_whole_schema_fallback(schema):
-        return _catching_refusals(_jsonschema_check(reference))
+        return _judging(_catching_refusals(_jsonschema_check(reference)))
     try:
-        return _schema_codegen.generate(
+        compiled = _schema_codegen.generate(
             schema,
             dialect,
             violation=SchemaViolation,
@@ -121,7 +133,9 @@ def compile_validator(
         )
     except (_schema_codegen.WholeSchemaFallback, RecursionError):
         # RecursionError: a schema nested too deeply to generate code for.
-        return _catching_refusals(_jsonschema_check(reference))
+        return _judging(_catching_refusals(_jsonschema_check(reference)))
+    # Only multipleOf may be unjudgeable: leave the other validators without the wrapper.
+    return _judging(compiled) if _mentions(schema, "multipleOf") else compiled
 
 
 def _without_dialect(schema: Any) -> Any:
@@ -147,6 +161,66 @@ def _catching_refusals(check: ArgumentValidator) -> ArgumentValidator:
             return refusal.violation
 
     return refusing
+
+
+def _judging(check: ArgumentValidator) -> ArgumentValidator:
+    """`check`, returning a violation where jsonschema itself could not judge the instance
+    (`Unjudgeable`, raised through every check like a regex refusal)."""
+
+    @functools.wraps(check)  # `__wrapped__`: tests tell generated code from jsonschema's
+    def judging(instance: Any) -> SchemaViolation | None:
+        try:
+            return check(instance)
+        except Unjudgeable as unjudgeable:
+            path = _path_to(instance, unjudgeable.instance)
+            return SchemaViolation(path, unjudgeable.keyword, unjudgeable.message)
+
+    return judging
+
+
+def _path_to(instance: Any, part: Any) -> tuple[str | int, ...]:
+    """Where `part` (the very object) sits inside `instance`; () when it is not found.
+
+    Depth first, in the order of the instance; each node keeps only its parent's index,
+    so a deeply nested instance costs linear time.
+    """
+    steps: list[tuple[int, Any]] = [(-1, None)]  # (parent's index, key or position)
+    todo: list[tuple[int, Any]] = [(0, instance)]
+    while todo:
+        at, value = todo.pop()
+        if value is part:
+            path: list[Any] = []
+            while at > 0:
+                at, step = steps[at]
+                path.append(step)
+            return tuple(reversed(path))
+        children = (
+            value.items()
+            if isinstance(value, dict)
+            else enumerate(value)
+            if isinstance(value, list)
+            else ()
+        )
+        pushed = []
+        for step, child in children:
+            steps.append((at, step))
+            pushed.append((len(steps) - 1, child))
+        todo.extend(reversed(pushed))
+    return ()
+
+
+def _mentions(schema: Any, keyword: str) -> bool:
+    """Whether `keyword` is a key anywhere in `schema` (a false alarm only costs speed)."""
+    todo = [schema]
+    while todo:
+        node = todo.pop()
+        if isinstance(node, dict):
+            if keyword in node:
+                return True
+            todo.extend(node.values())
+        elif isinstance(node, list):
+            todo.extend(node)
+    return False
 
 
 def _needs_whole_schema_fallback(schema: dict[str, Any] | bool) -> bool:
@@ -228,6 +302,16 @@ def _rebound(function: Any, **names: Any) -> Any:
     return copy
 
 
+def _multiple_of(
+    validator: Any, divisor: Any, instance: Any, schema: Any
+) -> Iterator[ValidationError]:
+    """jsonschema's multipleOf, with `Unjudgeable` where it would raise OverflowError."""
+    try:
+        yield from _keywords.multipleOf(validator, divisor, instance, schema)
+    except OverflowError:
+        raise too_large_for_multiple_of(instance, divisor) from None
+
+
 def _bounded_pattern(limits: RegexLimits) -> Callable[..., Iterator[ValidationError]]:
     def pattern(
         validator: Any, patrn: str, instance: Any, schema: Any
@@ -253,6 +337,7 @@ def _bounded_class(validator_class: Any, limits: RegexLimits) -> Any:
     )
     unevaluated = _BoundedRe(limits, "unevaluatedProperties")
     replacements = {
+        _keywords.multipleOf: _multiple_of,
         _keywords.pattern: _bounded_pattern(limits),
         _keywords.patternProperties: _rebound(
             _keywords.patternProperties, re=_BoundedRe(limits, "patternProperties")
