@@ -9,6 +9,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from conftest import FakeClock, policy
 from policylayer_core import Effect, PolicyEngine, PolicyError
@@ -231,3 +233,27 @@ def test_reload_keeps_buckets_of_unchanged_counters_through_the_watch(tmp_path: 
     clock.advance(1.0)
     assert engine.decide("i", "b").effect is Effect.ALLOW  # reloaded
     assert engine.decide("i", "a").effect is Effect.RATE_LIMITED  # the bucket kept its state
+
+
+@settings(max_examples=500, deadline=None)
+@given(
+    moment=st.one_of(
+        st.floats(min_value=0, max_value=4e9, allow_nan=False),
+        st.integers(0, 4_000_000_000).flatmap(
+            lambda s: st.sampled_from([0.0, 0.0005, 0.9995, 0.999999, 0.9999995]).map(
+                lambda f: s + f
+            )
+        ),
+    )
+)
+def test_event_times_are_what_datetime_writes(moment: float) -> None:
+    """The audit thread caches the seconds part of its timestamps; the result must be
+    exactly datetime's (microseconds rounded half to even, then cut to milliseconds)."""
+    from datetime import UTC, datetime  # noqa: PLC0415
+
+    from policylayer_core._audit_queue import _iso  # noqa: PLC0415
+
+    stamp = datetime.fromtimestamp(moment, UTC)
+    expected = stamp.strftime("%Y-%m-%dT%H:%M:%S.") + f"{stamp.microsecond // 1000:03d}Z"
+    assert _iso(moment) == expected
+    assert _iso(moment) == expected  # from the cache too

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+import math
 import secrets
 import threading
 import time
@@ -31,9 +32,27 @@ _WAKE_AT = 256  # queued events that wake the thread before its interval is up
 Pending = tuple[float, Decision, Any, Any, tuple[Any, ...], Any, str]
 
 
-def _iso(moment: float) -> str:
-    stamp = datetime.fromtimestamp(moment, UTC)
-    return stamp.strftime("%Y-%m-%dT%H:%M:%S.") + f"{stamp.microsecond // 1000:03d}Z"
+def _iso(moment: float, _last: list[Any] = [None, ""]) -> str:  # noqa: B006 - a one-entry cache
+    """`2026-11-23T09:58:01.123Z` for a time.time() value.
+
+    Events come many to a second, so the seconds part is cached (one entry; a race
+    between threads can only cost a recomputation, never a wrong answer).
+    """
+    # As datetime.fromtimestamp does: microseconds rounded half to even, then carried.
+    fraction, whole = math.modf(moment)
+    micros = round(fraction * 1e6)
+    if micros >= 1_000_000:
+        whole, micros = whole + 1, micros - 1_000_000
+    elif micros < 0:
+        whole, micros = whole - 1, micros + 1_000_000
+    second = int(whole)
+    millis = micros // 1000
+    cached = _last
+    if cached[0] != second:
+        stamp = datetime.fromtimestamp(second, UTC).strftime("%Y-%m-%dT%H:%M:%S.")
+        cached[0], cached[1] = second, stamp
+        return f"{stamp}{millis:03d}Z"
+    return f"{cached[1]}{millis:03d}Z"
 
 
 def _policy_name(rule: str) -> str | None:

@@ -72,17 +72,26 @@ class AuditEvent:
         """The event as a JSON-ready dict, leaving out fields that do not apply."""
         # Field by field rather than dataclasses.asdict, which deep-copies the arguments:
         # this runs once per decision on the audit thread.
-        data = {name: getattr(self, name) for name in _FIELDS}
-        data["arg_keys"] = list(self.arg_keys)
-        data["issues"] = list(self.issues)
-        return {k: v for k, v in data.items() if v is not None and v != []}
+        data: dict[str, Any] = {}
+        for name in _FIELDS:
+            value = getattr(self, name)
+            if value is None:
+                continue
+            if type(value) is tuple:  # arg_keys, issues: left out when empty
+                if not value:
+                    continue
+                value = list(value)
+            data[name] = value
+        return data
 
     def to_json(self) -> str:
         """One line of JSON (non-JSON argument values are written with `repr`)."""
-        return json.dumps(self.to_dict(), ensure_ascii=False, separators=(",", ":"), default=repr)
+        return _ENCODER.encode(self.to_dict())
 
 
 _FIELDS = tuple(f.name for f in fields(AuditEvent))
+# One encoder for every event: json.dumps with options builds a new one per call.
+_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), default=repr)
 
 
 @dataclass(frozen=True, slots=True)
