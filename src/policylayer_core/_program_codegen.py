@@ -116,12 +116,12 @@ def _rules(w: _Writer, rules: tuple[RuleCheck, ...], *, holds_denies: bool, dept
     """Write `require` rules (holds_denies False: a rule that does not hold decides) or
     `deny_if`/`approve_if` rules (holds_denies True: a rule that holds decides)."""
     for rule in rules:
-        decision = w.decision(rule.decision)
         if rule.holds is None:
             if holds_denies:
-                w.line(depth, f"return {decision}")
+                w.line(depth, f"return {w.decision(rule.decision)}")
                 return  # nothing after an unconditional rule can run
-            continue
+            continue  # a require with no conditions always holds
+        decision = w.decision(rule.decision)
         inline = (
             _inline_test(rule.simple[1], rule.simple[2], w.regex_limits) if rule.simple else None
         )
