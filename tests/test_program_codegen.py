@@ -239,6 +239,32 @@ def test_every_tool_with_rules_gets_generated_code() -> None:
     )
 
 
+def test_tools_that_differ_only_in_name_share_one_generated_function(clock: FakeClock) -> None:
+    # A function per tool would put a cold closure and its cells on every call's path
+    # in a policy of thousands of tools; the denials must still name each tool's rule.
+    doc = {
+        "version": "1",
+        "default": "deny",
+        "all_tools": {"limits": [{"counter": "calls", "max": 2, "window": "minute"}]},
+        "tools": {
+            f"tool_{i}": {
+                "deny_if": [{"conditions": [{"path": "args.mode", "op": "eq", "value": "x"}]}]
+            }
+            for i in range(20)
+        },
+    }
+    engine = PolicyEngine.from_dict(doc, clock=clock)
+    tables = engine._state.single
+    assert tables is not None
+    runs = {id(tables.route(f"tool_{i}").run) for i in range(20)}
+    assert len(runs) == 1 and tables.route("tool_0").run is not general_run
+    assert engine.decide("a", "tool_3", {"mode": "x"}).rule == "/tools/tool_3/deny_if/0"
+    assert engine.decide("a", "tool_4", {}).rule == "/tools/tool_4"
+    assert engine.decide("a", "tool_9", {}).rule == "/tools/tool_9"
+    limited = engine.decide("a", "tool_5", {})
+    assert limited.effect.value == "rate_limited" and limited.rule == "/all_tools/limits/0"
+
+
 def test_the_simplest_conditions_are_written_inline() -> None:
     engine = PolicyEngine.from_dict(DOC)
     tables = engine._state.single

@@ -201,7 +201,10 @@ def _take_call(w: _Writer, program: ToolProgram, costs: list[str], store: StoreM
 def _charge(w: _Writer, program: ToolProgram, costs: list[str], store: StoreMethods) -> None:
     """Write the take and what follows it; nothing here hands the call over."""
     call = _take_call(w, program, costs, store)
-    plans = w.const(program.limits)
+    # The plans are read from the route, not bound into the closure: they differ per
+    # tool (each carries its pointer), and a per-tool value would stop tools sharing
+    # one function; only the denial paths read them.
+    plans = "route.program.limits"
     w.line(1, "try:")
     w.line(2, f"out = {call}")
     w.line(1, "except StoreUnavailable as down:")
