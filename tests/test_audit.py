@@ -67,6 +67,30 @@ def test_an_event_for_every_effect() -> None:
     assert len({e.event_id for e in events}) == 5
 
 
+def test_a_flush_delivers_what_was_queued_when_it_began() -> None:
+    # Decisions made while a flush runs (here by the sink itself, as a busy server's
+    # other threads would) wait for the next flush: draining "while anything is
+    # queued" would never end under a steady stream of calls, and deliver nothing.
+    class Busy(MemorySink):
+        def emit(self, event: AuditEvent) -> None:
+            super().emit(event)
+            if event.identity == "alice":
+                engine.decide("bob", "open", {})
+
+    sink = Busy()
+    # 200 events: more than one chunk of 128, fewer than the 256 that wake the thread,
+    # which sleeps for the hour: only the test flushes.
+    engine = audited(sink, audit_options=AuditOptions(flush_interval=3600))
+    for _ in range(200):
+        engine.decide("alice", "open", {})
+    auditor = engine.auditor
+    assert auditor is not None
+    auditor.flush()
+    assert [e.identity for e in decisions(sink)] == ["alice"] * 200
+    auditor.flush()
+    assert [e.identity for e in decisions(sink)][200:] == ["bob"] * 200
+
+
 def test_argument_values_are_recorded_only_when_opted_in_and_redacted() -> None:
     sink = MemorySink()
     options = AuditOptions(record_args_for=frozenset({"login"}))
