@@ -105,7 +105,9 @@ class Case:
     `key` names the row for budgets and comparisons; `name` is what the table shows.
     `check` is called on one result before timing and again after the last round; it
     returns an error message, or None when the result is what the row claims to
-    measure (e.g. an ALLOW decision for an "allowed" row).
+    measure (e.g. an ALLOW decision for an "allowed" row). `settle`, when given, runs
+    untimed after each of the row's slices, so work the row leaves behind (an audit
+    thread's backlog) is done before another row is timed.
     """
 
     key: str
@@ -116,6 +118,7 @@ class Case:
     rest: tuple[Any, ...] = ()
     check: Callable[[Any], str | None] | None = None
     group: str = "ours"
+    settle: Callable[[], None] | None = None
 
 
 @dataclass
@@ -457,3 +460,5 @@ def _measure_slice(timer: _Timer, m: Measurement, settings: Settings) -> None:
     per_call_s = max(m.batch_ns[-1], 1.0) * 1e-9
     k = int(min(settings.samples_per_round, max(20, settings.slice_s * 0.2 / per_call_s)))
     timer.each(case.shape, case.fn, case.feed.take(k), case.rest, m.samples_ns)
+    if case.settle is not None:
+        case.settle()
