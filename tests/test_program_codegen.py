@@ -265,6 +265,28 @@ def test_tools_that_differ_only_in_name_share_one_generated_function(clock: Fake
     assert limited.effect.value == "rate_limited" and limited.rule == "/all_tools/limits/0"
 
 
+def test_generated_takes_and_the_store_agree_after_sweeps(clock: FakeClock) -> None:
+    # Generated takes hold the store's bucket tables: a sweep must empty a table in
+    # place, or the generated code would go on counting in a table the store (its
+    # sweeps, refunds and size) no longer sees.
+    doc = {
+        "version": "1",
+        "default": "deny",
+        "tools": {"t": {"limits": [{"counter": "c", "max": 2, "window": "minute"}]}},
+    }
+    engine = PolicyEngine.from_dict(doc, clock=clock)
+    assert engine.decide("alice", "t", {}).allowed
+    clock.advance(120)  # alice's bucket is full again; the next take sweeps it away
+    assert engine.decide("bob", "t", {}).allowed
+    assert len(engine.store) == 1
+    first = engine.decide("alice", "t", {})
+    assert first.allowed and engine.decide("alice", "t", {}).allowed
+    assert len(engine.store) == 2
+    assert engine.decide("alice", "t", {}).effect.value == "rate_limited"
+    first.refund()
+    assert engine.decide("alice", "t", {}).allowed
+
+
 def test_the_simplest_conditions_are_written_inline() -> None:
     engine = PolicyEngine.from_dict(DOC)
     tables = engine._state.single

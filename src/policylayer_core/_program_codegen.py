@@ -27,11 +27,11 @@ from collections.abc import Callable, Hashable
 from functools import lru_cache
 from typing import Any
 
-from policylayer_core._fast_take import pair_taker, single_taker
+from policylayer_core._memory_take import MemoryTakes, pair_shortfall, write_pair, write_single
 from policylayer_core.decision import Decision
 from policylayer_core.paths import MISSING
 from policylayer_core.program import GLOBAL, GRANT, LimitPlan, RuleCheck, ToolProgram
-from policylayer_core.ratelimit import BucketSpec, MemoryStore, Shortfall, StoreUnavailable
+from policylayer_core.ratelimit import MemoryStore, Shortfall, StoreUnavailable
 from policylayer_core.safe_regex import DEFAULT_REGEX_LIMITS, RegexLimits, compile_search
 
 __all__ = ["Run", "Specialiser", "general_run"]
@@ -173,83 +173,88 @@ def _costs(w: _Writer, program: ToolProgram, depth: int) -> list[str] | None:
     return names
 
 
-def _scope_key(plan: LimitPlan) -> str:
+def _scope_key(w: _Writer, plan: LimitPlan) -> str:
+    """The expression of the plan's bucket key (the session key made once, up front)."""
     if plan.scope == GRANT:
         return "identity"
-    return "None" if plan.scope == GLOBAL else "(identity, session)"
-
-
-def _take_call(w: _Writer, program: ToolProgram, costs: list[str], store: StoreMethods) -> str:
-    """The expression that takes the call's tokens."""
-    plans = program.limits
-    fixed = [plan.fixed_cost for plan in plans]
-    distinct = len({plan.spec.uid for plan in plans}) == len(plans)
-    if store.memory is not None and len(plans) == 1 and fixed[0] is not None:
-        return f"{w.const(store.single(plans[0].spec, fixed[0]))}({_scope_key(plans[0])})"
-    if store.memory is not None and len(plans) == 2 and distinct and fixed[0] is not None:
-        taker = w.const(store.pair(plans[0].spec, fixed[0], plans[1].spec))
-        return f"{taker}({_scope_key(plans[0])}, {_scope_key(plans[1])}, {costs[1]})"
-    charges = [
-        f"({w.const(plan.spec)}, {_scope_key(plan)}, {cost})"
-        for plan, cost in zip(plans, costs, strict=True)
-    ]
-    if len(charges) == 1 and store.take_one is not None:
-        return f"{w.const(store.take_one)}({charges[0][1:-1]})"
-    return f"{w.const(store.take)}([{', '.join(charges)}])"
+    if plan.scope == GLOBAL:
+        return "None"
+    w.line(1, "session_key = (identity, session)")
+    return "session_key"
 
 
 def _charge(w: _Writer, program: ToolProgram, costs: list[str], store: StoreMethods) -> None:
-    """Write the take and what follows it; nothing here hands the call over."""
-    call = _take_call(w, program, costs, store)
-    # The plans are read from the route, not bound into the closure: they differ per
-    # tool (each carries its pointer), and a per-tool value would stop tools sharing
-    # one function; only the denial paths read them.
-    plans = "route.program.limits"
+    """Write the take and what follows it; nothing here hands the call over.
+
+    The limit plans are read from the route, not bound into the function: they differ
+    per tool (each carries its pointer), and a value of its own would stop a tool
+    sharing its function. Only the denial paths read them.
+    """
+    plans = program.limits
+    fixed = [plan.fixed_cost for plan in plans]
+    distinct = len({plan.spec.uid for plan in plans}) == len(plans)
+    memory = store.memory
+    if memory is not None and len(plans) <= 2 and distinct and fixed[0] is not None:
+        keys = [_scope_key(w, plan) for plan in plans]
+        if len(plans) == 1:
+            receipt = write_single(
+                w, memory, spec=plans[0].spec, cost=fixed[0], key=keys[0], depth=1
+            )
+        else:
+            receipt = write_pair(
+                w,
+                memory,
+                first=plans[0].spec,
+                cost=fixed[0],
+                second=plans[1].spec,
+                keys=(keys[0], keys[1]),
+                cost2=costs[1],
+                depth=1,
+            )
+        w.line(1, "if out is not None:")
+        w.line(2, "return route.program.limited(out, route.program.limits)")
+        _allow_with_receipt(w, f"({w.const(store.store)}, {receipt})")
+        return
+    charges = [
+        f"({w.const(plan.spec)}, {_scope_key(w, plan)}, {cost})"
+        for plan, cost in zip(plans, costs, strict=True)
+    ]
+    if len(charges) == 1 and store.take_one is not None:
+        call = f"{w.const(store.take_one)}({charges[0][1:-1]})"
+    else:
+        call = f"{w.const(store.take)}([{', '.join(charges)}])"
     w.line(1, "try:")
     w.line(2, f"out = {call}")
     w.line(1, "except StoreUnavailable as down:")
-    w.line(2, f"return route.program.store_down(down, {plans}[0])")
+    w.line(2, "return route.program.store_down(down, route.program.limits[0])")
     w.line(1, "if out.__class__ is Shortfall:")
-    w.line(2, f"return route.program.limited(out, {plans})")
+    w.line(2, "return route.program.limited(out, route.program.limits)")
     w.line(1, "if out is None:")
     w.line(2, f"return {w.decision(program.allow)}")
-    # allow.with_receipt(store, out), without the method call
+    _allow_with_receipt(w, f"({w.const(store.store)}, out)")
+
+
+def _allow_with_receipt(w: _Writer, refund: str) -> None:
+    # allow.with_receipt(store, receipt), without the method call
     w.line(1, "d = new(Decision)")
     w.line(1, "d._fields = route.fields")
-    w.line(1, f"d._refund = ({w.const(store.store)}, out)")
+    w.line(1, f"d._refund = {refund}")
     w.line(1, "return d")
 
 
 class StoreMethods:
-    """A store's take methods for generated code, each looked up or made once per
-    compiled policy: tools share generated code only when the values it uses are the
-    same objects (and a bound method is a new object at every lookup)."""
+    """A store's take methods for generated code, each looked up once per compiled
+    policy: tools share generated code only when the values it uses are the same
+    objects (and a bound method is a new object at every lookup)."""
 
-    __slots__ = ("_made", "memory", "store", "take", "take_one")
+    __slots__ = ("memory", "store", "take", "take_one")
 
     def __init__(self, store: Any) -> None:
         self.store = store
         self.take = store.take
         self.take_one = getattr(store, "take_one", None)
-        # Only the store whose internals _fast_take knows, not a subclass of it.
-        self.memory = store if type(store) is MemoryStore else None
-        self._made: dict[tuple[Any, ...], Callable[..., Any]] = {}
-
-    def single(self, spec: BucketSpec, cost: int) -> Callable[..., Any]:
-        assert self.memory is not None
-        key = ("single", spec, cost)
-        made = self._made.get(key)
-        if made is None:
-            made = self._made[key] = single_taker(self.memory, spec, cost)
-        return made
-
-    def pair(self, spec: BucketSpec, cost: int, spec2: BucketSpec) -> Callable[..., Any]:
-        assert self.memory is not None
-        key = ("pair", spec, cost, spec2)
-        made = self._made.get(key)
-        if made is None:
-            made = self._made[key] = pair_taker(self.memory, spec, cost, spec2)
-        return made
+        # Only the store whose internals _memory_take knows, not a subclass of it.
+        self.memory = MemoryTakes(store) if type(store) is MemoryStore else None
 
 
 def _source(
@@ -306,6 +311,7 @@ def _factory(source: str) -> Callable[..., Run]:
         "StoreUnavailable": StoreUnavailable,
         "Decision": Decision,
         "new": _new,
+        "pair_shortfall": pair_shortfall,
     }
     exec(compile(source, "<policylayer program>", "exec"), namespace)
     factory: Callable[..., Run] = namespace["factory"]

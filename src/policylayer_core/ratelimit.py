@@ -360,6 +360,12 @@ class MemoryStore:
                     first = index
         return planned if first < 0 else Shortfall(first, longest)
 
+    def table(self, uid: str) -> dict[Hashable, float]:
+        """The buckets of the spec with this uid, `{scope key: full_at}`: one dict for
+        the store's life (emptied and refilled, never replaced), so generated takes can
+        hold it. Only ever changed under the store's lock."""
+        return self._tables.setdefault(uid, {})  # one step under the GIL: no race
+
     def _insert(self, uid: str, key: Hashable, full_at: float, now: float) -> None:
         if self._count >= self._sweep_len:
             self._sweep(now)
@@ -372,16 +378,20 @@ class MemoryStore:
         self._count += 1
 
     def _sweep(self, now: float) -> None:
+        # Tables are emptied in place, never dropped: one may be bound into generated
+        # code. What stays is an empty dict per spec ever used, which the policies bound.
         count = 0
-        for uid, table in list(self._tables.items()):
+        for table in self._tables.values():
             full = [key for key, full_at in table.items() if full_at <= now]
             if len(full) == len(table):
-                del self._tables[uid]
+                table.clear()  # and frees its slots
                 continue
             count += len(table) - len(full)
             if 2 * len(full) > len(table):
-                # A dict keeps its size when keys go until it next grows: rebuild to shrink.
-                self._tables[uid] = {k: v for k, v in table.items() if v > now}
+                # A dict keeps its size when keys go until it next grows: refill to shrink.
+                kept = {k: v for k, v in table.items() if v > now}
+                table.clear()
+                table.update(kept)
             else:
                 for key in full:
                     del table[key]
@@ -394,16 +404,14 @@ class MemoryStore:
         times = sorted(full_at for table in self._tables.values() for full_at in table.values())
         cut = times[excess - 1]
         ties = excess - bisect_left(times, cut)  # buckets at exactly `cut` that must go too
-        for uid, table in list(self._tables.items()):
+        for table in self._tables.values():
             kept: dict[Hashable, float] = {}
             for key, full_at in table.items():
                 if full_at > cut or (full_at == cut and ties <= 0):
                     kept[key] = full_at
                 elif full_at == cut:
                     ties -= 1
-            if kept:
-                self._tables[uid] = kept
-            else:
-                del self._tables[uid]
+            table.clear()
+            table.update(kept)
         self._count -= excess
         self._sweep_len = self._max_buckets
