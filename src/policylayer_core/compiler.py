@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import KW_ONLY, dataclass, replace
 from fnmatch import translate
 from typing import Any, TypeVar
 
@@ -63,14 +63,16 @@ class Route:
     "visible but always denied", which is what sets it apart from `hide`.
     """
 
+    # What every call reads comes first, so it shares the object's first cache line.
     constant: Decision | None
     static: Decision | None
+    _: KW_ONLY
+    run: Run = general_run
+    fields: tuple[Any, ...] = ()
     program: ToolProgram | None
     steps: tuple[Step, ...]
     listed: bool = True
-    run: Run = general_run
     decisions: tuple[Decision, ...] = ()
-    fields: tuple[Any, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -253,7 +255,7 @@ class CompiledPolicy:
             steps.append(Step(pointer, "hidden", f"'{self._hide[hidden]}' matches '{tool}'"))
             reason = on_deny or f"The tool '{tool}' is not available: the policy hides it."
             denial = self._make(Effect.DENY, tool, pointer, reason)
-            return Route(denial, None, None, tuple(steps), listed=False)
+            return Route(denial, None, program=None, steps=tuple(steps), listed=False)
         if parts is None:
             pointer = self._ptr("default")
             steps.append(Step(pointer, f"no tool entry matches; default is {self._default}"))
@@ -262,14 +264,15 @@ class CompiledPolicy:
                     f"The tool '{tool}' is not allowed: the policy allows only the tools it lists."
                 )
                 denial = self._make(Effect.DENY, tool, pointer, reason)
-                return Route(denial, None, None, tuple(steps), listed=False)
+                return Route(denial, None, program=None, steps=tuple(steps), listed=False)
             return self._program_route(self._default_parts, tool, steps)
         steps.append(Step(parts.entry_pointer, how, f"'{parts.key}'"))
         if parts.action == "deny":
             pointer = parts.entry_pointer + "/action"
             steps.append(Step(pointer, "action is deny"))
             reason = on_deny or f"The tool '{tool}' is denied by the policy."
-            return Route(self._make(Effect.DENY, tool, pointer, reason), None, None, tuple(steps))
+            denial = self._make(Effect.DENY, tool, pointer, reason)
+            return Route(denial, None, program=None, steps=tuple(steps))
         return self._program_route(parts, tool, steps)
 
     def _program_route(self, parts: Parts, tool: str, steps: list[Step]) -> Route:
@@ -279,8 +282,8 @@ class CompiledPolicy:
         return Route(
             None,
             static,
-            program,
-            tuple(steps),
+            program=program,
+            steps=tuple(steps),
             run=run,
             decisions=decisions,
             fields=program.allow._fields,
@@ -377,8 +380,13 @@ def _packed(routes: dict[str, Route]) -> dict[str, Route]:
     tools called at random, a call's cost is mostly cache misses; copies made in one
     pass sit together and miss less (about 200 ns less a call, measured).
     """
-    fields = {name: tuple(list(route.fields)) for name, route in routes.items()}
-    return {name: replace(route, fields=fields[name]) for name, route in routes.items()}
+    packed = {}
+    for name, route in routes.items():
+        # A route and its fields tuple are both 96-byte objects, made in turn here so
+        # that each pair sits side by side in one memory pool.
+        fields = tuple(list(route.fields))
+        packed[name] = replace(route, fields=fields)
+    return packed
 
 
 def _violation_reason(tool: str) -> Callable[[Any], str]:
