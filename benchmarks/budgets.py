@@ -34,6 +34,7 @@ __all__ = [
     "MaxP99",
     "Ratio",
     "Reclaimed",
+    "ScaleRatio",
     "judge",
 ]
 
@@ -177,8 +178,43 @@ class Reclaimed(Budget):
         )
 
 
+@dataclass(frozen=True)
+class ScaleRatio(Ratio):
+    """A scale budget, judged as written (`median <= base * within`), whose verdict also
+    says how much of the excess the same walk through two bare dicts (`floor`, against
+    `floor_base`) pays too: the part no design keyed by tool and caller can avoid."""
+
+    floor: str = ""
+    floor_base: str = ""
+
+    def judge(self, key: str, facts: Facts) -> Judgement:
+        verdict = super().judge(key, facts)
+        ours, base = facts.median.get(key, math.nan), facts.median.get(self.other, math.nan)
+        floor = facts.median.get(self.floor, math.nan)
+        floor_base = facts.median.get(self.floor_base, math.nan)
+        if verdict.met is None or math.isnan(floor) or math.isnan(floor_base):
+            return verdict
+        memory = floor - floor_base
+        measured = (
+            f"{verdict.measured}; the bare-dict walk pays +{memory:.0f} ns of the "
+            f"+{ours - base:.0f} ns ({(ours - memory) / base:.2f}× without it)"
+        )
+        return Judgement(verdict.budget, verdict.rescaled, verdict.met, measured=measured)
+
+
+def _scale(floor: str) -> list[Budget]:
+    return [
+        ScaleRatio(
+            eng.SCALE_BASE,
+            "the scale base",
+            within=1.2,
+            floor=floor,
+            floor_base=eng.SCALE_FLOOR_BASE,
+        )
+    ]
+
+
 _STATIC = [MaxMedian(200)]
-_SCALE = [Ratio(eng.SCALE_BASE, "the scale base", within=1.2)]
 
 BUDGETS: dict[str, Sequence[Budget]] = {
     eng.STATIC_ALLOW: _STATIC,
@@ -187,9 +223,9 @@ BUDGETS: dict[str, Sequence[Budget]] = {
     eng.DEFAULT_DENY: _STATIC,
     eng.ONE_LIMIT: [MaxMedian(500), Ratio(peers.LIMITS_FIXED, "limits FixedWindow", 5.0)],
     eng.REALISTIC: [MaxMedian(2_000), MaxP99(5_000)],
-    eng.SCALE_TOOLS: _SCALE,
-    eng.SCALE_IDENTITIES: _SCALE,
-    eng.SCALE_BOTH: _SCALE,
+    eng.SCALE_TOOLS: _scale(eng.SCALE_FLOOR_TOOLS),
+    eng.SCALE_IDENTITIES: _scale(eng.SCALE_FLOOR_IDENTITIES),
+    eng.SCALE_BOTH: _scale(eng.SCALE_FLOOR_BOTH),
     val.OURS: [Ratio(val.FASTJSONSCHEMA, "fastjsonschema")],
     mw.POLICY: [MaxMedian(3_000, above=mw.BARE)],
     mw.POLICY_STATIC: [MaxMedian(3_000, above=mw.BARE)],
@@ -212,6 +248,9 @@ COMPARED_WITH: dict[str, tuple[str, str]] = {
     eng.SCALE_IDENTITIES: (eng.SCALE_BASE, "scale base"),
     eng.SCALE_BOTH: (eng.SCALE_BASE, "scale base"),
     eng.SCALE_BOTH_WARM: (eng.SCALE_BASE, "scale base"),
+    eng.SCALE_FLOOR_TOOLS: (eng.SCALE_FLOOR_BASE, "its 10 × 1 walk"),
+    eng.SCALE_FLOOR_IDENTITIES: (eng.SCALE_FLOOR_BASE, "its 10 × 1 walk"),
+    eng.SCALE_FLOOR_BOTH: (eng.SCALE_FLOOR_BASE, "its 10 × 1 walk"),
     val.OURS: (val.FASTJSONSCHEMA, "fastjsonschema"),
     aud.AUDIT_STATIC: (eng.STATIC_ALLOW, "decide() without audit"),
     aud.AUDIT_REALISTIC: (eng.REALISTIC, "decide() without audit"),

@@ -19,6 +19,10 @@ __all__ = [
     "SCALE_BASE",
     "SCALE_BOTH",
     "SCALE_BOTH_WARM",
+    "SCALE_FLOOR_BASE",
+    "SCALE_FLOOR_BOTH",
+    "SCALE_FLOOR_IDENTITIES",
+    "SCALE_FLOOR_TOOLS",
     "SCALE_IDENTITIES",
     "SCALE_TOOLS",
     "STATIC_ALLOW",
@@ -38,6 +42,11 @@ SCALE_TOOLS = "ours.scale_tools"
 SCALE_IDENTITIES = "ours.scale_identities"
 SCALE_BOTH = "ours.scale_both"
 SCALE_BOTH_WARM = "ours.scale_both_warm"
+# The same walks through two bare dicts of the same sizes: what memory costs any design.
+SCALE_FLOOR_BASE = "floor.scale_base"
+SCALE_FLOOR_TOOLS = "floor.scale_tools"
+SCALE_FLOOR_IDENTITIES = "floor.scale_identities"
+SCALE_FLOOR_BOTH = "floor.scale_both"
 
 
 def expect(effect: Effect, rule: str | None = None) -> Callable[[Any], str | None]:
@@ -78,6 +87,19 @@ def engine_rows(sizes: Sizes) -> list[Row]:
     ]  # fmt: skip
 
 
+def _walk(
+    tools: int, identities: int, length: int, seed: int, warm: int = 0
+) -> tuple[list[str], list[str], list[tuple[str, str]]]:
+    """Tool names, identities (shuffled) and the (identity, tool) pairs a row walks."""
+    rng = random.Random(seed)
+    names = [f"qflow_tool_{i:05d}" for i in range(tools)]
+    who = [policies.IDENTITY] if identities == 1 else [f"user-{i:06d}" for i in range(identities)]
+    rng.shuffle(who)
+    called, chosen = (who[:warm], names[:warm]) if warm else (who, names)
+    pairs = [(called[i % len(called)], chosen[rng.randrange(len(chosen))]) for i in range(length)]
+    return names, who, pairs
+
+
 def _scale_case(
     key: str, name: str, *, tools: int, identities: int, length: int, seed: int, warm: int = 0
 ) -> Case:
@@ -90,32 +112,55 @@ def _scale_case(
     go to only `warm` of the tools and `warm` of the identities: tables at full size,
     but a working set that stays in the CPU's caches.
     """
-    rng = random.Random(seed)
-    names = [f"qflow_tool_{i:05d}" for i in range(tools)]
+    names, who, pairs = _walk(tools, identities, length, seed, warm)
     engine = PolicyEngine.from_dict(policies.scale_policy(names))
-    who = [policies.IDENTITY] if identities == 1 else [f"user-{i:06d}" for i in range(identities)]
-    rng.shuffle(who)
     for identity in who:
         engine.decide(identity, names[0], {})
-    called, chosen = (who[:warm], names[:warm]) if warm else (who, names)
-    pairs = [(called[i % len(called)], chosen[rng.randrange(len(chosen))]) for i in range(length)]
     return Case(key, name, engine.decide, Shape.PAIRS3, Feed.walk(pairs), ({},),
                 expect(Effect.ALLOW), group="scale")  # fmt: skip
+
+
+def _scale_floor(
+    key: str, name: str, *, tools: int, identities: int, length: int, seed: int
+) -> Case:
+    """The walk of the scale row with the same seed, through two plain dicts of the same
+    sizes (a value per tool, a float per identity, as buckets are): the least any
+    design pays for finding a tool and a caller's state when the tables outgrow the
+    CPU's caches. The scale budgets' verdicts say how much of decide()'s excess over
+    the base this walk pays too."""
+    names, who, pairs = _walk(tools, identities, length, seed)
+    tool_get = {tool: object() for tool in names}.get
+    state_get = {identity: float(i) for i, identity in enumerate(who)}.get
+
+    def lookups(identity: str, tool: str, args: object) -> tuple[object, object]:
+        return tool_get(tool), state_get(identity)
+
+    return Case(key, name, lookups, Shape.PAIRS3, Feed.walk(pairs), ({},),
+                _found, group="scale")  # fmt: skip
+
+
+def _found(result: Any) -> str | None:
+    return None if None not in result else f"a lookup missed: {result!r}"
 
 
 def scale_rows(sizes: Sizes) -> list[Row]:
     t, n = sizes.tools, sizes.identities
     length = max(n, sizes.walk)
-    return [
-        _scale_case(SCALE_BASE, "decide: 10 tools × 1 identity (scale base)",
-                    tools=10, identities=1, length=length, seed=1),
-        _scale_case(SCALE_TOOLS, f"decide: {t:,} tools × 1 identity",
-                    tools=t, identities=1, length=length, seed=2),
-        _scale_case(SCALE_IDENTITIES, f"decide: 10 tools × {n:,} identities",
-                    tools=10, identities=n, length=length, seed=3),
-        _scale_case(SCALE_BOTH, f"decide: {t:,} tools × {n:,} identities",
-                    tools=t, identities=n, length=length, seed=4),
-        _scale_case(SCALE_BOTH_WARM,
-                    f"decide: {t:,} tools × {n:,} identities, 100 of each called",
-                    tools=t, identities=n, length=length, seed=5, warm=100),
-    ]  # fmt: skip
+    shapes = [
+        (SCALE_BASE, SCALE_FLOOR_BASE, "10 tools × 1 identity", 10, 1, 1),
+        (SCALE_TOOLS, SCALE_FLOOR_TOOLS, f"{t:,} tools × 1 identity", t, 1, 2),
+        (SCALE_IDENTITIES, SCALE_FLOOR_IDENTITIES, f"10 tools × {n:,} identities", 10, n, 3),
+        (SCALE_BOTH, SCALE_FLOOR_BOTH, f"{t:,} tools × {n:,} identities", t, n, 4),
+    ]
+    rows: list[Row] = []
+    for key, floor_key, what, tools, identities, seed in shapes:
+        base = " (scale base)" if key == SCALE_BASE else ""
+        rows.append(_scale_case(key, f"decide: {what}{base}", tools=tools,
+                                identities=identities, length=length, seed=seed))  # fmt: skip
+        rows.append(_scale_floor(floor_key, f"floor: two dict.get on the walk of {what}",
+                                 tools=tools, identities=identities, length=length,
+                                 seed=seed))  # fmt: skip
+    rows.append(_scale_case(SCALE_BOTH_WARM,
+                            f"decide: {t:,} tools × {n:,} identities, 100 of each called",
+                            tools=t, identities=n, length=length, seed=5, warm=100))  # fmt: skip
+    return rows
