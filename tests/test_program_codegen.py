@@ -11,6 +11,7 @@ from __future__ import annotations
 import itertools
 import math
 import os
+import threading
 from typing import Any
 
 import pytest
@@ -285,6 +286,36 @@ def test_generated_takes_and_the_store_agree_after_sweeps(clock: FakeClock) -> N
     assert engine.decide("alice", "t", {}).effect.value == "rate_limited"
     first.refund()
     assert engine.decide("alice", "t", {}).allowed
+
+
+def test_a_generated_allow_refunds_once_across_threads(clock: FakeClock) -> None:
+    doc = {
+        "version": "1",
+        "default": "deny",
+        "all_tools": {"limits": [{"counter": "calls", "max": 10, "window": "hour"}]},
+        "tools": {
+            "t": {"limits": [{"counter": "w", "max": 10, "window": "hour", "cost": "args.n"}]}
+        },
+    }
+    engine = PolicyEngine.from_dict(doc, clock=clock)
+    tables = engine._state.single
+    assert tables is not None and tables.route("t").run is not general_run
+    first = engine.decide("a", "t", {"n": [1, 2, 3]})
+    assert first.allowed and engine.decide("a", "t", {"n": [1] * 7}).allowed
+    assert engine.decide("a", "t", {"n": [1]}).effect.value == "rate_limited"
+    start = threading.Barrier(8)
+
+    def refund() -> None:
+        start.wait()
+        first.refund()
+
+    threads = [threading.Thread(target=refund) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert engine.decide("a", "t", {"n": [1, 2, 3]}).allowed  # the 3 tokens came back
+    assert engine.decide("a", "t", {"n": [1]}).effect.value == "rate_limited"  # only once
 
 
 def test_the_simplest_conditions_are_written_inline() -> None:

@@ -5,8 +5,8 @@ policy compiles, so its generated program can instead do the take itself, in its
 frame: the bucket's numbers are constants, there is no list of charges to walk, and
 the checks the compiler has already made (distinct buckets, costs of at least one
 token that fit the burst) are not made again. The lines written here do exactly what
-`take` does for those charges, under the store's lock, and the receipt they build is
-the one `take` returns, so `refund` and every other store method see no difference.
+`take` does for those charges, under the store's lock; a refund gives back what
+`refund` would give back for the receipt `take` returns, so the store sees no difference.
 
 A call spends most of a one-limit decision on fixed costs (the clock, the lock, the
 Decision); a Python frame and a receipt built by a closure were a fifth of it.
@@ -19,7 +19,15 @@ from typing import Any, Protocol
 
 from policylayer_core.ratelimit import BucketSpec, MemoryStore, Shortfall
 
-__all__ = ["MemoryTakes", "SourceWriter", "pair_shortfall", "write_pair", "write_single"]
+__all__ = [
+    "MemoryTakes",
+    "PairRefund",
+    "SingleRefund",
+    "SourceWriter",
+    "pair_shortfall",
+    "write_pair",
+    "write_single",
+]
 
 
 class SourceWriter(Protocol):
@@ -40,7 +48,7 @@ class MemoryTakes:
     different tools are mapped to one object for the same reason.
     """
 
-    __slots__ = ("_specs", "acquire", "clock", "insert", "release", "store", "sweep", "tables")
+    __slots__ = ("_refunders", "_specs", "acquire", "clock", "insert", "release", "store", "sweep")
 
     def __init__(self, store: MemoryStore) -> None:
         self.store = store
@@ -50,12 +58,56 @@ class MemoryTakes:
         self.sweep = store._sweep
         self.insert = store._insert
         self._specs: dict[BucketSpec, BucketSpec] = {}
+        self._refunders: dict[tuple[object, ...], SingleRefund | PairRefund] = {}
 
     def spec(self, spec: BucketSpec) -> BucketSpec:
         return self._specs.setdefault(spec, spec)
 
     def table(self, spec: BucketSpec) -> dict[Hashable, float]:
         return self.store.table(spec.uid)
+
+    def single_refund(self, spec: BucketSpec, cost: int) -> SingleRefund:
+        made = self._refunders.get(("single", spec, cost))
+        if made is None:
+            made = self._refunders[("single", spec, cost)] = SingleRefund(self.store, spec, cost)
+        assert isinstance(made, SingleRefund)
+        return made
+
+    def pair_refund(self, first: BucketSpec, cost: int, second: BucketSpec) -> PairRefund:
+        key = ("pair", first, cost, second)
+        made = self._refunders.get(key)
+        if made is None:
+            made = self._refunders[key] = PairRefund(self.store, first, cost, second)
+        assert isinstance(made, PairRefund)
+        return made
+
+
+class SingleRefund:
+    """The refunder of a generated single take: a decision's refund handle is
+    `(refunder, key)`, two references instead of a receipt list of charge tuples (which
+    cost a limited allow a fifth of its time). `Decision.refund` makes it happen once."""
+
+    __slots__ = ("_cost", "_spec", "_store")
+
+    def __init__(self, store: MemoryStore, spec: BucketSpec, cost: int) -> None:
+        self._store, self._spec, self._cost = store, spec, cost
+
+    def refund(self, key: Hashable) -> None:
+        self._store.refund([(self._spec, key, self._cost)])
+
+
+class PairRefund:
+    """As `SingleRefund`, for a pair take: the handle is `(refunder, key, key2, cost2)`."""
+
+    __slots__ = ("_cost", "_first", "_second", "_store")
+
+    def __init__(
+        self, store: MemoryStore, first: BucketSpec, cost: int, second: BucketSpec
+    ) -> None:
+        self._store, self._first, self._cost, self._second = store, first, cost, second
+
+    def refund(self, key: Hashable, key2: Hashable, cost2: int) -> None:
+        self._store.refund([(self._first, key, self._cost), (self._second, key2, cost2)])
 
 
 def _open(w: SourceWriter, takes: MemoryTakes, depth: int) -> None:
@@ -79,7 +131,7 @@ def write_single(
 ) -> str:
     """Lines that take `cost` (in 1..burst) from `spec`'s bucket at `key` (a name or
     a literal in the generated code) and set `out` to None when taken, else to the
-    Shortfall. Returns the expression of the receipt."""
+    Shortfall. Returns the expression of the decision's refund handle."""
     spec = takes.spec(spec)
     uid, insert, table = w.const(spec.uid), w.const(takes.insert), w.const(takes.table(spec))
     _open(w, takes, depth)
@@ -96,7 +148,7 @@ def write_single(
     w.line(inner + 2, f"{table}[{key}] = fresh")
     w.line(depth, "finally:")
     w.line(depth + 1, f"{w.const(takes.release)}()")
-    return f"[({w.const(spec)}, {key}, {cost})]"
+    return f"({w.const(takes.single_refund(spec, cost))}, {key})"
 
 
 def write_pair(
@@ -140,7 +192,8 @@ def write_pair(
     w.line(inner + 2, f"{table2}[{key2}] = fresh2")
     w.line(depth, "finally:")
     w.line(depth + 1, f"{w.const(takes.release)}()")
-    return f"[({spec}, {key}, {cost}), ({spec2}, {key2}, {cost2})]"
+    refunder = w.const(takes.pair_refund(first, cost, second))
+    return f"({refunder}, {key}, {key2}, {cost2})"
 
 
 def pair_shortfall(ahead: float, first: BucketSpec, ahead2: float, second: BucketSpec) -> Shortfall:

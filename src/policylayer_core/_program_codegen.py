@@ -213,7 +213,7 @@ def _charge(w: _Writer, program: ToolProgram, costs: list[str], store: StoreMeth
             )
         w.line(1, "if out is not None:")
         w.line(2, "return route.program.limited(out, route.program.limits)")
-        _allow_with_receipt(w, f"({w.const(store.store)}, {receipt})")
+        _allow_with_receipt(w, receipt)
         return
     charges = [
         f"({w.const(plan.spec)}, {_scope_key(w, plan)}, {cost})"

@@ -9,7 +9,8 @@ tokens also carries its receipt, so `refund()` can give exactly those back.
 from __future__ import annotations
 
 import enum
-from typing import TYPE_CHECKING
+import threading
+from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
     from policylayer_core.ratelimit import RateLimitStore, Receipt
@@ -28,6 +29,18 @@ class Effect(enum.StrEnum):
 
 _new = object.__new__
 
+# Taken around the read-and-clear of a decision's refund handle, so a decision refunds at
+# most once even when two threads call refund() together. Refunds are rare (a tool
+# failed) and the lock is held for two slot operations.
+_REFUND_ONCE = threading.Lock()
+
+
+class Refunder(Protocol):
+    """What a refund handle starts with: a store (`refund(receipt)`), or a refunder that
+    generated code made for its buckets (`refund(key, ...)`, see `_memory_take`)."""
+
+    def refund(self, *payload: Any) -> None: ...
+
 
 class Decision:
     """The engine's answer: the effect, the rule that decided (a JSON pointer) and why.
@@ -42,7 +55,10 @@ class Decision:
     __slots__ = ("_fields", "_refund")
 
     _fields: tuple[Effect, bool, bool, str, str, str, float | None]
-    _refund: tuple[RateLimitStore, Receipt] | None
+    # (refunder, *payload): `refunder.refund(*payload)` gives the tokens back. A store
+    # and its receipt, or a bucket refunder and the scope keys (a tuple of two or four
+    # references is the cheapest thing a limited allow can carry).
+    _refund: tuple[Any, ...] | None
 
     def __init__(
         self,
@@ -99,9 +115,12 @@ class Decision:
 
         Calling it again, or on a decision that took nothing, does nothing.
         """
-        handle = self._refund
+        with _REFUND_ONCE:
+            handle = self._refund
+            self._refund = None
         if handle is not None:
-            handle[0].refund(handle[1])
+            refunder: Refunder = handle[0]
+            refunder.refund(*handle[1:])
 
     def with_receipt(self, store: RateLimitStore, receipt: Receipt) -> Decision:
         """A copy of this (constant) decision that can refund what `receipt` took."""
