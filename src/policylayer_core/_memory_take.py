@@ -54,7 +54,7 @@ class MemoryTakes:
         self.store = store
         self.clock: Callable[[], float] = store._clock
         self.acquire = store._lock.acquire
-        self.release = store._lock.release
+        self.release = store._lock.put  # put(None): hands the token back
         self.sweep = store._sweep
         self.insert = store._insert
         self._specs: dict[BucketSpec, BucketSpec] = {}
@@ -147,7 +147,7 @@ def write_single(
     w.line(inner + 1, "else:")
     w.line(inner + 2, f"{table}[{key}] = fresh")
     w.line(depth, "finally:")
-    w.line(depth + 1, f"{w.const(takes.release)}()")
+    w.line(depth + 1, f"{w.const(takes.release)}(None)")
     return f"({w.const(takes.single_refund(spec, cost))}, {key})"
 
 
@@ -191,7 +191,7 @@ def write_pair(
     w.line(inner + 1, "else:")
     w.line(inner + 2, f"{table2}[{key2}] = fresh2")
     w.line(depth, "finally:")
-    w.line(depth + 1, f"{w.const(takes.release)}()")
+    w.line(depth + 1, f"{w.const(takes.release)}(None)")
     refunder = w.const(takes.pair_refund(first, cost, second))
     return f"({refunder}, {key}, {key2}, {cost2})"
 

@@ -28,13 +28,14 @@ origin, as `time.monotonic` has: near 1e9 (epoch seconds) the spacing is ~2e-7 s
 
 from __future__ import annotations
 
-import threading
 import time
 from bisect import bisect_left
 from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass, field
 from math import isfinite
 from typing import Final, Protocol
+
+from policylayer_core._token_lock import TokenLock
 
 __all__ = [
     "SLACK_TOKENS",
@@ -210,7 +211,7 @@ class MemoryStore:
             raise ValueError(f"max_buckets must be at least 1, not {max_buckets}")
         self._clock = clock
         self._max_buckets = max_buckets
-        self._lock = threading.Lock()
+        self._lock = TokenLock()
         self._tables: dict[str, dict[Hashable, float]] = {}
         self._count = 0
         self._sweep_len = min(_MIN_SWEEP_LEN, max_buckets)
@@ -225,7 +226,7 @@ class MemoryStore:
             return []
         now = self._clock()
         lock = self._lock
-        # acquire/release costs half of `with lock` here: no __exit__(None, None, None).
+        # acquire/put costs a quarter of `with lock` here: no __exit__(None, None, None).
         lock.acquire()
         try:
             if now >= self._sweep_at:
@@ -240,7 +241,7 @@ class MemoryStore:
             else:
                 table[key] = new
         finally:
-            lock.release()
+            lock.put(None)
         return [(spec, key, cost)]
 
     def take(self, charges: Sequence[Charge]) -> Receipt | Shortfall:
@@ -266,7 +267,7 @@ class MemoryStore:
                 else:
                     self._insert(bucket[0], bucket[1], new, now)
         finally:
-            lock.release()
+            lock.put(None)
         return [charge for charge in charges if charge[2] > 0]
 
     def _take_distinct(self, charges: Sequence[Charge], now: float) -> Receipt | Shortfall | None:
