@@ -345,5 +345,11 @@ def test_a_generated_allow_carries_its_receipt(clock: FakeClock) -> None:
     clock.advance(30)
     allowed = engine.decide("alice", "checks", {"a": "ok", "n": 1})
     assert allowed.allowed
+    # made by generated code, yet a Decision like any other to whoever reads it
+    tables = engine._state.single
+    assert tables is not None and tables.route("checks").program is not None
+    plain = tables.route("checks").program.allow  # type: ignore[union-attr]
+    assert isinstance(allowed, Decision) and allowed == plain and hash(allowed) == hash(plain)
+    assert repr(allowed) == repr(plain)
     allowed.refund()
     assert engine.decide("alice", "checks", {"a": "ok", "n": 1}).allowed

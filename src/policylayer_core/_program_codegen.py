@@ -28,7 +28,7 @@ from functools import lru_cache
 from typing import Any
 
 from policylayer_core._memory_take import MemoryTakes, pair_shortfall, write_pair, write_single
-from policylayer_core.decision import Decision
+from policylayer_core.decision import Decision, _Taken
 from policylayer_core.paths import MISSING
 from policylayer_core.program import GLOBAL, GRANT, LimitPlan, RuleCheck, ToolProgram
 from policylayer_core.ratelimit import MemoryStore, Shortfall, StoreUnavailable
@@ -50,7 +50,6 @@ def general_run(  # noqa: PLR0917 - the signature of every generated run
 
 
 _EMPTY: dict[str, Any] = {}
-_new = object.__new__
 
 # The exact classes each inline test covers; any other value goes to the general path,
 # which judges it (or finds it indeterminate). `type(x)`, never `x.__class__`: an object
@@ -236,7 +235,7 @@ def _charge(w: _Writer, program: ToolProgram, costs: list[str], store: StoreMeth
 
 def _allow_with_receipt(w: _Writer, refund: str) -> None:
     # allow.with_receipt(store, receipt), without the method call
-    w.line(1, "d = new(Decision)")
+    w.line(1, "d = Taken()")
     w.line(1, "d._fields = route.fields")
     w.line(1, f"d._refund = {refund}")
     w.line(1, "return d")
@@ -310,7 +309,7 @@ def _factory(source: str) -> Callable[..., Run]:
         "Shortfall": Shortfall,
         "StoreUnavailable": StoreUnavailable,
         "Decision": Decision,
-        "new": _new,
+        "Taken": _Taken,
         "pair_shortfall": pair_shortfall,
     }
     exec(compile(source, "<policylayer program>", "exec"), namespace)

@@ -145,3 +145,16 @@ class Decision:
             f"Decision({effect.name}, tool={tool!r}, rule={rule!r}, "
             f"reason={reason!r}{retry}{extra})"
         )
+
+
+class _Taken(Decision):
+    """An allow that took tokens, as generated programs make it: a `Decision` to every
+    reader (isinstance, ==, hash, repr, refund) except for its exact class.
+
+    Calling it runs `object.__init__` (in C), not `Decision.__init__`, so it is made by
+    the fast path of a type call; `object.__new__(Decision)` goes through a generic
+    wrapper that builds an argument tuple. That is 15 ns of a 400 ns limited decision.
+    """
+
+    __slots__ = ()
+    __init__ = object.__init__
