@@ -126,6 +126,24 @@ def _ahead(w: SourceWriter, full_at: str, fresh: str, step: str, depth: int) -> 
     )
 
 
+def _write_back(
+    w: SourceWriter, insert: str, bucket: tuple[str, str, str, str], missing: str, depth: int
+) -> None:
+    """Store a bucket's new time: an insert (which counts, and may sweep) when `missing`
+    holds, else a plain write. `bucket` names, in the generated code, its uid, key, table
+    and new time."""
+    uid, key, table, fresh = bucket
+    w.line(depth, f"if {missing}:")
+    w.line(depth + 1, f"{insert}({uid}, {key}, {fresh}, now)")
+    w.line(depth, "else:")
+    w.line(depth + 1, f"{table}[{key}] = {fresh}")
+
+
+def _close(w: SourceWriter, takes: MemoryTakes, depth: int) -> None:
+    w.line(depth, "finally:")
+    w.line(depth + 1, f"{w.const(takes.release)}(None)")
+
+
 def write_single(
     w: SourceWriter, takes: MemoryTakes, *, spec: BucketSpec, cost: int, key: str, depth: int
 ) -> str:
@@ -142,12 +160,8 @@ def write_single(
     w.line(inner + 1, f"out = Shortfall(0, fresh - now - {w.const(spec.capacity)})")
     w.line(inner, "else:")
     w.line(inner + 1, "out = None")
-    w.line(inner + 1, "if full_at is None:")
-    w.line(inner + 2, f"{insert}({uid}, {key}, fresh, now)")
-    w.line(inner + 1, "else:")
-    w.line(inner + 2, f"{table}[{key}] = fresh")
-    w.line(depth, "finally:")
-    w.line(depth + 1, f"{w.const(takes.release)}(None)")
+    _write_back(w, insert, (uid, key, table, "fresh"), "full_at is None", inner + 1)
+    _close(w, takes, depth)
     return f"({w.const(takes.single_refund(spec, cost))}, {key})"
 
 
@@ -181,17 +195,11 @@ def write_pair(
     w.line(inner + 1, f"out = pair_shortfall(fresh - now, {spec}, fresh2 - now, {spec2})")
     w.line(inner, "else:")
     w.line(inner + 1, "out = None")
-    w.line(inner + 1, "if full_at is None:")
-    w.line(inner + 2, f"{insert}({uid}, {key}, fresh, now)")
-    w.line(inner + 1, "else:")
-    w.line(inner + 2, f"{table}[{key}] = fresh")
+    _write_back(w, insert, (uid, key, table, "fresh"), "full_at is None", inner + 1)
     # The first insert may have swept the second bucket away (it was full).
-    w.line(inner + 1, f"if full_at2 is None or {key2} not in {table2}:")
-    w.line(inner + 2, f"{insert}({uid2}, {key2}, fresh2, now)")
-    w.line(inner + 1, "else:")
-    w.line(inner + 2, f"{table2}[{key2}] = fresh2")
-    w.line(depth, "finally:")
-    w.line(depth + 1, f"{w.const(takes.release)}(None)")
+    missing2 = f"full_at2 is None or {key2} not in {table2}"
+    _write_back(w, insert, (uid2, key2, table2, "fresh2"), missing2, inner + 1)
+    _close(w, takes, depth)
     refunder = w.const(takes.pair_refund(first, cost, second))
     return f"({refunder}, {key}, {key2}, {cost2})"
 
