@@ -4,7 +4,8 @@
 trace at every step. That is the general path, and it stays the reference: `explain()`
 uses it, and so does every call the generated function is not sure about. What this
 module writes is the common case only, for one program's exact shape, with the rules
-unrolled, the simplest conditions inline and the charge made directly on the store:
+unrolled, the simplest conditions inline and the charge made directly on the store (for
+a MemoryStore, written into the function itself: see `_memory_take`):
 
 * every step that passes continues; a rule that holds returns its constant decision;
 * anything unusual (arguments that are not a plain dict, a value of a type the inline

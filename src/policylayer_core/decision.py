@@ -3,7 +3,8 @@
 Decisions that need no state (hidden, denied, default, most allows) are built once
 when a policy is compiled and returned as they are, so they must be immutable: the
 public fields are read-only properties over private slots. A decision that took
-tokens also carries its receipt, so `refund()` can give exactly those back.
+tokens also carries what it took (a store's receipt, or the keys of the buckets a
+generated take charged), so `refund()` can give exactly those back, once.
 """
 
 from __future__ import annotations
@@ -113,7 +114,8 @@ class Decision:
     def refund(self) -> None:
         """Give back the tokens this decision took (when the tool itself failed).
 
-        Calling it again, or on a decision that took nothing, does nothing.
+        Calling it again (from any thread), or on a decision that took nothing, does
+        nothing.
         """
         with _REFUND_ONCE:
             handle = self._refund
