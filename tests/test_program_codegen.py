@@ -318,6 +318,23 @@ def test_a_generated_allow_refunds_once_across_threads(clock: FakeClock) -> None
     assert engine.decide("a", "t", {"n": [1]}).effect.value == "rate_limited"  # only once
 
 
+@pytest.mark.parametrize("scope", ["global", "grant", "session"])
+def test_a_generated_allow_refunds_once_whatever_its_scope_key(
+    clock: FakeClock, scope: str
+) -> None:
+    # A global bucket's key is None: a refund must still happen, and only once.
+    limit = {"counter": "c", "max": 2, "window": "hour", "scope": scope}
+    doc = {"version": "1", "default": "deny", "tools": {"t": {"limits": [limit]}}}
+    engine = PolicyEngine.from_dict(doc, clock=clock)
+    first = engine.decide("a", "t", {}, session="s")
+    assert first.allowed and engine.decide("a", "t", {}, session="s").allowed
+    assert engine.decide("a", "t", {}, session="s").effect.value == "rate_limited"
+    first.refund()
+    first.refund()
+    assert engine.decide("a", "t", {}, session="s").allowed
+    assert engine.decide("a", "t", {}, session="s").effect.value == "rate_limited"
+
+
 def test_the_simplest_conditions_are_written_inline() -> None:
     engine = PolicyEngine.from_dict(DOC)
     tables = engine._state.single

@@ -17,6 +17,7 @@ from __future__ import annotations
 from collections.abc import Callable, Hashable
 from typing import Any, Protocol
 
+from policylayer_core.decision import _Taken, taken_class
 from policylayer_core.ratelimit import BucketSpec, MemoryStore, Shortfall
 
 __all__ = [
@@ -48,7 +49,7 @@ class MemoryTakes:
     different tools are mapped to one object for the same reason.
     """
 
-    __slots__ = ("_refunders", "_specs", "acquire", "clock", "insert", "release", "store", "sweep")
+    __slots__ = ("_specs", "_taken", "acquire", "clock", "insert", "release", "store", "sweep")
 
     def __init__(self, store: MemoryStore) -> None:
         self.store = store
@@ -58,7 +59,7 @@ class MemoryTakes:
         self.sweep = store._sweep
         self.insert = store._insert
         self._specs: dict[BucketSpec, BucketSpec] = {}
-        self._refunders: dict[tuple[object, ...], SingleRefund | PairRefund] = {}
+        self._taken: dict[tuple[object, ...], type[_Taken]] = {}
 
     def spec(self, spec: BucketSpec) -> BucketSpec:
         return self._specs.setdefault(spec, spec)
@@ -66,26 +67,27 @@ class MemoryTakes:
     def table(self, spec: BucketSpec) -> dict[Hashable, float]:
         return self.store.table(spec.uid)
 
-    def single_refund(self, spec: BucketSpec, cost: int) -> SingleRefund:
-        made = self._refunders.get(("single", spec, cost))
+    def single_taken(self, spec: BucketSpec, cost: int) -> type[_Taken]:
+        """The decision class of a single take; its `_refund` is the bucket's key."""
+        key = ("single", spec, cost)
+        made = self._taken.get(key)
         if made is None:
-            made = self._refunders[("single", spec, cost)] = SingleRefund(self.store, spec, cost)
-        assert isinstance(made, SingleRefund)
+            made = self._taken[key] = taken_class(SingleRefund(self.store, spec, cost))
         return made
 
-    def pair_refund(self, first: BucketSpec, cost: int, second: BucketSpec) -> PairRefund:
+    def pair_taken(self, first: BucketSpec, cost: int, second: BucketSpec) -> type[_Taken]:
+        """The decision class of a pair take; its `_refund` is (key, key2, cost2)."""
         key = ("pair", first, cost, second)
-        made = self._refunders.get(key)
+        made = self._taken.get(key)
         if made is None:
-            made = self._refunders[key] = PairRefund(self.store, first, cost, second)
-        assert isinstance(made, PairRefund)
+            made = self._taken[key] = taken_class(PairRefund(self.store, first, cost, second))
         return made
 
 
 class SingleRefund:
-    """The refunder of a generated single take: a decision's refund handle is
-    `(refunder, key)`, two references instead of a receipt list of charge tuples (which
-    cost a limited allow a fifth of its time). `Decision.refund` makes it happen once."""
+    """Gives back what a generated single take took: `refund(key)`. The decision holds
+    only the key (its class holds this refunder), where a receipt would be a list of
+    charge tuples: a fifth of a limited allow's time. `_Taken.refund` makes it once."""
 
     __slots__ = ("_cost", "_spec", "_store")
 
@@ -97,7 +99,7 @@ class SingleRefund:
 
 
 class PairRefund:
-    """As `SingleRefund`, for a pair take: the handle is `(refunder, key, key2, cost2)`."""
+    """As `SingleRefund`, for a pair take: `refund((key, key2, cost2))`."""
 
     __slots__ = ("_cost", "_first", "_second", "_store")
 
@@ -106,7 +108,8 @@ class PairRefund:
     ) -> None:
         self._store, self._first, self._cost, self._second = store, first, cost, second
 
-    def refund(self, key: Hashable, key2: Hashable, cost2: int) -> None:
+    def refund(self, payload: tuple[Hashable, Hashable, int]) -> None:
+        key, key2, cost2 = payload
         self._store.refund([(self._first, key, self._cost), (self._second, key2, cost2)])
 
 
@@ -146,10 +149,10 @@ def _close(w: SourceWriter, takes: MemoryTakes, depth: int) -> None:
 
 def write_single(
     w: SourceWriter, takes: MemoryTakes, *, spec: BucketSpec, cost: int, key: str, depth: int
-) -> str:
+) -> tuple[str, str]:
     """Lines that take `cost` (in 1..burst) from `spec`'s bucket at `key` (a name or
     a literal in the generated code) and set `out` to None when taken, else to the
-    Shortfall. Returns the expression of the decision's refund handle."""
+    Shortfall. Returns the decision class to make and its refund payload."""
     spec = takes.spec(spec)
     uid, insert, table = w.const(spec.uid), w.const(takes.insert), w.const(takes.table(spec))
     _open(w, takes, depth)
@@ -162,7 +165,7 @@ def write_single(
     w.line(inner + 1, "out = None")
     _write_back(w, insert, (uid, key, table, "fresh"), "full_at is None", inner + 1)
     _close(w, takes, depth)
-    return f"({w.const(takes.single_refund(spec, cost))}, {key})"
+    return w.const(takes.single_taken(spec, cost)), key
 
 
 def write_pair(
@@ -175,7 +178,7 @@ def write_pair(
     keys: tuple[str, str],
     cost2: str,
     depth: int,
-) -> str:
+) -> tuple[str, str]:
     """As `write_single`, for two different buckets: `cost` is a literal and `cost2`
     names a value the caller has checked to be in 1..burst (the all_tools limit and the
     tool's own, usually)."""
@@ -200,8 +203,7 @@ def write_pair(
     missing2 = f"full_at2 is None or {key2} not in {table2}"
     _write_back(w, insert, (uid2, key2, table2, "fresh2"), missing2, inner + 1)
     _close(w, takes, depth)
-    refunder = w.const(takes.pair_refund(first, cost, second))
-    return f"({refunder}, {key}, {key2}, {cost2})"
+    return w.const(takes.pair_taken(first, cost, second)), f"({key}, {key2}, {cost2})"
 
 
 def pair_shortfall(ahead: float, first: BucketSpec, ahead2: float, second: BucketSpec) -> Shortfall:

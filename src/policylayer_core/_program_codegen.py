@@ -213,7 +213,7 @@ def _charge(w: _Writer, program: ToolProgram, costs: list[str], store: StoreMeth
             )
         w.line(1, "if out is not None:")
         w.line(2, "return route.program.limited(out, route.program.limits)")
-        _allow_with_receipt(w, receipt)
+        _allow_with_receipt(w, *receipt)
         return
     charges = [
         f"({w.const(plan.spec)}, {_scope_key(w, plan)}, {cost})"
@@ -231,12 +231,12 @@ def _charge(w: _Writer, program: ToolProgram, costs: list[str], store: StoreMeth
     w.line(2, "return route.program.limited(out, route.program.limits)")
     w.line(1, "if out is None:")
     w.line(2, f"return {w.decision(program.allow)}")
-    _allow_with_receipt(w, f"({w.const(store.store)}, out)")
+    _allow_with_receipt(w, "Taken", f"({w.const(store.store)}, out)")
 
 
-def _allow_with_receipt(w: _Writer, refund: str) -> None:
+def _allow_with_receipt(w: _Writer, kind: str, refund: str) -> None:
     # allow.with_receipt(store, receipt), without the method call
-    w.line(1, "d = Taken()")
+    w.line(1, f"d = {kind}()")
     w.line(1, "d._fields = route.fields")
     w.line(1, f"d._refund = {refund}")
     w.line(1, "return d")

@@ -149,6 +149,9 @@ class Decision:
         )
 
 
+_SPENT: Any = object()  # a refunded _Taken's payload (None is a payload: a global key)
+
+
 class _Taken(Decision):
     """An allow that took tokens, as generated programs make it: a `Decision` to every
     reader (isinstance, ==, hash, repr, refund) except for its exact class.
@@ -156,7 +159,30 @@ class _Taken(Decision):
     Calling it runs `object.__init__` (in C), not `Decision.__init__`, so it is made by
     the fast path of a type call; `object.__new__(Decision)` goes through a generic
     wrapper that builds an argument tuple. That is 15 ns of a 400 ns limited decision.
+
+    Generated MemoryStore takes use a subclass per refunder (`taken_class`): the class
+    holds the refunder and `_refund` only the payload (the bucket's scope key, or a pair
+    take's keys and second cost), which saves a tuple per call. Otherwise `_refund` is a
+    `Decision`'s (store, receipt) handle.
     """
 
     __slots__ = ()
     __init__ = object.__init__
+    _refunder: Refunder | None = None
+
+    def refund(self) -> None:
+        refunder = self._refunder
+        if refunder is None:
+            super().refund()
+            return
+        with _REFUND_ONCE:
+            payload = self._refund
+            self._refund = _SPENT
+        if payload is not _SPENT:
+            refunder.refund(payload)
+
+
+def taken_class(refunder: Refunder) -> type[_Taken]:
+    """A `_Taken` whose decisions refund through `refunder.refund(payload)`."""
+    namespace = {"__slots__": (), "_refunder": refunder, "__module__": __name__}
+    return type("_Taken", (_Taken,), namespace)
