@@ -37,10 +37,10 @@ _REFUND_ONCE = threading.Lock()
 
 
 class Refunder(Protocol):
-    """What a refund handle starts with: a store (`refund(receipt)`), or a refunder that
-    generated code made for its buckets (`refund(key, ...)`, see `_memory_take`)."""
+    """What gives tokens back: a store (`refund(receipt)`), or a refunder generated
+    code made for its buckets (`refund(payload)`, see `_memory_take`)."""
 
-    def refund(self, *payload: Any) -> None: ...
+    def refund(self, payload: Any, /) -> None: ...
 
 
 class Decision:
@@ -56,10 +56,8 @@ class Decision:
     __slots__ = ("_fields", "_refund")
 
     _fields: tuple[Effect, bool, bool, str, str, str, float | None]
-    # (refunder, *payload): `refunder.refund(*payload)` gives the tokens back. A store
-    # and its receipt, or a bucket refunder and the scope keys (a tuple of two or four
-    # references is the cheapest thing a limited allow can carry).
-    _refund: tuple[Any, ...] | None
+    # (store, receipt), or None; a _Taken made by generated code holds its payload here.
+    _refund: Any
 
     def __init__(
         self,
@@ -122,7 +120,7 @@ class Decision:
             self._refund = None
         if handle is not None:
             refunder: Refunder = handle[0]
-            refunder.refund(*handle[1:])
+            refunder.refund(handle[1])
 
     def with_receipt(self, store: RateLimitStore, receipt: Receipt) -> Decision:
         """A copy of this (constant) decision that can refund what `receipt` took."""
