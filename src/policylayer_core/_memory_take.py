@@ -17,7 +17,6 @@ from __future__ import annotations
 from collections.abc import Callable, Hashable
 from typing import Any, Protocol
 
-from policylayer_core.decision import _Taken, taken_class
 from policylayer_core.ratelimit import BucketSpec, MemoryStore, Shortfall
 
 __all__ = [
@@ -49,7 +48,7 @@ class MemoryTakes:
     different tools are mapped to one object for the same reason.
     """
 
-    __slots__ = ("_specs", "_taken", "acquire", "clock", "insert", "release", "store", "sweep")
+    __slots__ = ("_refunders", "_specs", "acquire", "clock", "insert", "release", "store", "sweep")
 
     def __init__(self, store: MemoryStore) -> None:
         self.store = store
@@ -59,7 +58,7 @@ class MemoryTakes:
         self.sweep = store._sweep
         self.insert = store._insert
         self._specs: dict[BucketSpec, BucketSpec] = {}
-        self._taken: dict[tuple[object, ...], type[_Taken]] = {}
+        self._refunders: dict[tuple[object, ...], SingleRefund | PairRefund] = {}
 
     def spec(self, spec: BucketSpec) -> BucketSpec:
         return self._specs.setdefault(spec, spec)
@@ -67,26 +66,28 @@ class MemoryTakes:
     def table(self, spec: BucketSpec) -> dict[Hashable, float]:
         return self.store.table(spec.uid)
 
-    def single_taken(self, spec: BucketSpec, cost: int) -> type[_Taken]:
-        """The decision class of a single take; its `_refund` is the bucket's key."""
+    def single_refund(self, spec: BucketSpec, cost: int) -> SingleRefund:
+        """The refunder of a single take; its decisions' payload is the bucket's key."""
         key = ("single", spec, cost)
-        made = self._taken.get(key)
+        made = self._refunders.get(key)
         if made is None:
-            made = self._taken[key] = taken_class(SingleRefund(self.store, spec, cost))
+            made = self._refunders[key] = SingleRefund(self.store, spec, cost)
+        assert isinstance(made, SingleRefund)
         return made
 
-    def pair_taken(self, first: BucketSpec, cost: int, second: BucketSpec) -> type[_Taken]:
-        """The decision class of a pair take; its `_refund` is (key, key2, cost2)."""
+    def pair_refund(self, first: BucketSpec, cost: int, second: BucketSpec) -> PairRefund:
+        """The refunder of a pair take; its decisions' payload is (key, key2, cost2)."""
         key = ("pair", first, cost, second)
-        made = self._taken.get(key)
+        made = self._refunders.get(key)
         if made is None:
-            made = self._taken[key] = taken_class(PairRefund(self.store, first, cost, second))
+            made = self._refunders[key] = PairRefund(self.store, first, cost, second)
+        assert isinstance(made, PairRefund)
         return made
 
 
 class SingleRefund:
     """Gives back what a generated single take took: `refund(key)`. The decision holds
-    only the key (its class holds this refunder), where a receipt would be a list of
+    only the key and this refunder, where a receipt would be a list of
     charge tuples: a fifth of a limited allow's time. `_Taken.refund` makes it once."""
 
     __slots__ = ("_cost", "_spec", "_store")
@@ -152,7 +153,7 @@ def write_single(
 ) -> tuple[str, str]:
     """Lines that take `cost` (in 1..burst) from `spec`'s bucket at `key` (a name or
     a literal in the generated code) and set `out` to None when taken, else to the
-    Shortfall. Returns the decision class to make and its refund payload."""
+    Shortfall. Returns the names of the decision's refunder and refund payload."""
     spec = takes.spec(spec)
     uid, insert, table = w.const(spec.uid), w.const(takes.insert), w.const(takes.table(spec))
     _open(w, takes, depth)
@@ -165,7 +166,7 @@ def write_single(
     w.line(inner + 1, "out = None")
     _write_back(w, insert, (uid, key, table, "fresh"), "full_at is None", inner + 1)
     _close(w, takes, depth)
-    return w.const(takes.single_taken(spec, cost)), key
+    return w.const(takes.single_refund(spec, cost)), key
 
 
 def write_pair(
@@ -203,7 +204,7 @@ def write_pair(
     missing2 = f"full_at2 is None or {key2} not in {table2}"
     _write_back(w, insert, (uid2, key2, table2, "fresh2"), missing2, inner + 1)
     _close(w, takes, depth)
-    return w.const(takes.pair_taken(first, cost, second)), f"({key}, {key2}, {cost2})"
+    return w.const(takes.pair_refund(first, cost, second)), f"({key}, {key2}, {cost2})"
 
 
 def pair_shortfall(ahead: float, first: BucketSpec, ahead2: float, second: BucketSpec) -> Shortfall:

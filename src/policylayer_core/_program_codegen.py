@@ -191,33 +191,48 @@ def _charge(w: _Writer, program: ToolProgram, costs: list[str], store: StoreMeth
     sharing its function. Only the denial paths read them.
     """
     plans = program.limits
-    fixed = [plan.fixed_cost for plan in plans]
     distinct = len({plan.spec.uid for plan in plans}) == len(plans)
     memory = store.memory
-    if memory is not None and len(plans) <= 2 and distinct and fixed[0] is not None:
-        keys = [_scope_key(w, plan) for plan in plans]
-        if len(plans) == 1:
-            receipt = write_single(
-                w, memory, spec=plans[0].spec, cost=fixed[0], key=keys[0], depth=1
-            )
-        else:
-            receipt = write_pair(
-                w,
-                memory,
-                first=plans[0].spec,
-                cost=fixed[0],
-                second=plans[1].spec,
-                keys=(keys[0], keys[1]),
-                cost2=costs[1],
-                depth=1,
-            )
-        w.line(1, "if out is not None:")
-        w.line(2, "return route.program.limited(out, route.program.limits)")
-        _allow_with_receipt(w, *receipt)
-        return
+    if memory is not None and len(plans) <= 2 and distinct and plans[0].fixed_cost is not None:
+        _charge_memory(w, plans, costs, memory)
+    else:
+        _charge_store(w, program, costs, store)
+
+
+def _charge_memory(
+    w: _Writer, plans: tuple[LimitPlan, ...], costs: list[str], memory: MemoryTakes
+) -> None:
+    """The take written inline (`_memory_take`), then the allow that can refund it."""
+    keys = [_scope_key(w, plan) for plan in plans]
+    first, cost = plans[0].spec, plans[0].fixed_cost
+    assert cost is not None
+    if len(plans) == 1:
+        refunder, payload = write_single(w, memory, spec=first, cost=cost, key=keys[0], depth=1)
+    else:
+        refunder, payload = write_pair(
+            w,
+            memory,
+            first=first,
+            cost=cost,
+            second=plans[1].spec,
+            keys=(keys[0], keys[1]),
+            cost2=costs[1],
+            depth=1,
+        )
+    w.line(1, "if out is not None:")
+    w.line(2, "return route.program.limited(out, route.program.limits)")
+    w.line(1, "d = Taken()")
+    w.line(1, "d._fields = route.fields")
+    w.line(1, f"d._refund = {payload}")
+    w.line(1, f"d._refunder = {refunder}")
+    w.line(1, "return d")
+
+
+def _charge_store(w: _Writer, program: ToolProgram, costs: list[str], store: StoreMethods) -> None:
+    """A call of the store's take, then the allow that carries its receipt."""
     charges = [
         f"({w.const(plan.spec)}, {_scope_key(w, plan)}, {cost})"
-        for plan, cost in zip(plans, costs, strict=True)
+        for plan, cost in zip(program.limits, costs, strict=True)
     ]
     if len(charges) == 1 and store.take_one is not None:
         call = f"{w.const(store.take_one)}({charges[0][1:-1]})"
@@ -231,14 +246,10 @@ def _charge(w: _Writer, program: ToolProgram, costs: list[str], store: StoreMeth
     w.line(2, "return route.program.limited(out, route.program.limits)")
     w.line(1, "if out is None:")
     w.line(2, f"return {w.decision(program.allow)}")
-    _allow_with_receipt(w, "Taken", f"({w.const(store.store)}, out)")
-
-
-def _allow_with_receipt(w: _Writer, kind: str, refund: str) -> None:
     # allow.with_receipt(store, receipt), without the method call
-    w.line(1, f"d = {kind}()")
+    w.line(1, "d = Taken()")
     w.line(1, "d._fields = route.fields")
-    w.line(1, f"d._refund = {refund}")
+    w.line(1, f"d._refund = ({w.const(store.store)}, out)")
     w.line(1, "return d")
 
 

@@ -158,18 +158,19 @@ class _Taken(Decision):
     the fast path of a type call; `object.__new__(Decision)` goes through a generic
     wrapper that builds an argument tuple. That is 15 ns of a 400 ns limited decision.
 
-    Generated MemoryStore takes use a subclass per refunder (`taken_class`): the class
-    holds the refunder and `_refund` only the payload (the bucket's scope key, or a pair
-    take's keys and second cost), which saves a tuple per call. Otherwise `_refund` is a
-    `Decision`'s (store, receipt) handle.
+    A generated MemoryStore take sets `_refunder` and puts only its payload in
+    `_refund` (the bucket's scope key, or a pair take's keys and second cost): two slot
+    writes instead of a tuple per call. Without a refunder, `_refund` is a `Decision`'s
+    (store, receipt) handle.
     """
 
-    __slots__ = ()
+    __slots__ = ("_refunder",)
     __init__ = object.__init__
-    _refunder: Refunder | None = None
+
+    _refunder: Refunder | None
 
     def refund(self) -> None:
-        refunder = self._refunder
+        refunder = getattr(self, "_refunder", None)
         if refunder is None:
             super().refund()
             return
@@ -178,9 +179,3 @@ class _Taken(Decision):
             self._refund = _SPENT
         if payload is not _SPENT:
             refunder.refund(payload)
-
-
-def taken_class(refunder: Refunder) -> type[_Taken]:
-    """A `_Taken` whose decisions refund through `refunder.refund(payload)`."""
-    namespace = {"__slots__": (), "_refunder": refunder, "__module__": __name__}
-    return type("_Taken", (_Taken,), namespace)
