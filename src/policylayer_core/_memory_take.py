@@ -87,8 +87,8 @@ class MemoryTakes:
 
 class SingleRefund:
     """Gives back what a generated single take took: `refund(key)`. The decision holds
-    only the key and this refunder, where a receipt would be a list of
-    charge tuples: a fifth of a limited allow's time. `_Taken.refund` makes it once."""
+    the key and this refunder, two slot writes, where a receipt (a list of charge
+    tuples) cost a fifth of a limited allow. `_Taken.refund` makes it happen once."""
 
     __slots__ = ("_cost", "_spec", "_store")
 
