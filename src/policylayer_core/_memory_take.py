@@ -48,7 +48,17 @@ class MemoryTakes:
     different tools are mapped to one object for the same reason.
     """
 
-    __slots__ = ("_refunders", "_specs", "acquire", "clock", "insert", "release", "store", "sweep")
+    __slots__ = (
+        "_pairs",
+        "_singles",
+        "_specs",
+        "acquire",
+        "clock",
+        "insert",
+        "release",
+        "store",
+        "sweep",
+    )
 
     def __init__(self, store: MemoryStore) -> None:
         self.store = store
@@ -58,7 +68,8 @@ class MemoryTakes:
         self.sweep = store._sweep
         self.insert = store._insert
         self._specs: dict[BucketSpec, BucketSpec] = {}
-        self._refunders: dict[tuple[object, ...], SingleRefund | PairRefund] = {}
+        self._singles: dict[tuple[BucketSpec, int], SingleRefund] = {}
+        self._pairs: dict[tuple[BucketSpec, int, BucketSpec], PairRefund] = {}
 
     def spec(self, spec: BucketSpec) -> BucketSpec:
         return self._specs.setdefault(spec, spec)
@@ -68,20 +79,16 @@ class MemoryTakes:
 
     def single_refund(self, spec: BucketSpec, cost: int) -> SingleRefund:
         """The refunder of a single take; its decisions' payload is the bucket's key."""
-        key = ("single", spec, cost)
-        made = self._refunders.get(key)
+        made = self._singles.get((spec, cost))
         if made is None:
-            made = self._refunders[key] = SingleRefund(self.store, spec, cost)
-        assert isinstance(made, SingleRefund)
+            made = self._singles[spec, cost] = SingleRefund(self.store, spec, cost)
         return made
 
     def pair_refund(self, first: BucketSpec, cost: int, second: BucketSpec) -> PairRefund:
         """The refunder of a pair take; its decisions' payload is (key, key2, cost2)."""
-        key = ("pair", first, cost, second)
-        made = self._refunders.get(key)
+        made = self._pairs.get((first, cost, second))
         if made is None:
-            made = self._refunders[key] = PairRefund(self.store, first, cost, second)
-        assert isinstance(made, PairRefund)
+            made = self._pairs[first, cost, second] = PairRefund(self.store, first, cost, second)
         return made
 
 

@@ -320,7 +320,6 @@ def _factory(source: str) -> Callable[..., Run]:
         "MISSING": MISSING,
         "Shortfall": Shortfall,
         "StoreUnavailable": StoreUnavailable,
-        "Decision": Decision,
         "Taken": _Taken,
         "pair_shortfall": pair_shortfall,
     }

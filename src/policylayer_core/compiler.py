@@ -63,7 +63,8 @@ class Route:
     "visible but always denied", which is what sets it apart from `hide`.
     """
 
-    # What every call reads comes first, so it shares the object's first cache line.
+    # What every call reads comes first, next to the object's header: one or two cache
+    # lines per call (depending on where the allocator puts the route), not three.
     constant: Decision | None
     static: Decision | None
     _: KW_ONLY
