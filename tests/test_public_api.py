@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import inspect
+import subprocess
+import sys
 from pathlib import Path
+
+import pytest
 
 import policylayer_core
 from policylayer_core import Decision, Effect, PolicyEngine, PolicyError, load_policy
@@ -12,12 +16,38 @@ from policylayer_core import Decision, Effect, PolicyEngine, PolicyError, load_p
 def test_all_is_sorted_and_exactly_the_public_names() -> None:
     exported = policylayer_core.__all__
     assert exported == sorted(exported)
+    # The names are imported on first use: dir() lists them, getattr() loads them.
     public = {
         name
-        for name, value in vars(policylayer_core).items()
-        if not name.startswith("_") and not inspect.ismodule(value)
+        for name in dir(policylayer_core)
+        if not name.startswith("_")
+        and not inspect.ismodule(getattr(policylayer_core, name))
+        and name not in {"annotations", "importlib", "TYPE_CHECKING", "Any"}
     }
     assert set(exported) == public
+    for name in exported:
+        assert getattr(policylayer_core, name).__module__.startswith("policylayer_core.")
+
+
+def test_an_unknown_name_is_an_attribute_error() -> None:
+    with pytest.raises(AttributeError, match="has no attribute 'decide'"):
+        policylayer_core.decide  # noqa: B018 - the attribute read is the test
+
+
+def test_loading_the_pytest_plugin_imports_nothing_of_the_engine() -> None:
+    """The plugin is loaded in every pytest run of an environment that has the package."""
+    code = (
+        "import sys\n"
+        "import policylayer_core.pytest_plugin\n"
+        "heavy = sorted(m for m in sys.modules if m.split('.')[0] in "
+        "{'pydantic', 'jsonschema', 'regex', 'cachetools'} or m in "
+        "{'policylayer_core.engine', 'policylayer_core.loader', 'policylayer_core.decision'})\n"
+        "print(heavy)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout
+    assert out.strip() == "[]"
 
 
 def test_contract_names_from_the_architecture() -> None:
