@@ -404,7 +404,7 @@ def test_suggest_for_qflow_passes_check(tmp_path: Path) -> None:
         "qflow_workspace",
         "qflow_plugin",
     ]
-    assert suggested["tools"]["qflow_task_delete"]["x-category"] == "Destructive"
+    assert suggested["x-hidden"]["qflow_task_delete"]["x-category"] == "Destructive"
     assert done.stdout.startswith('{\n  "version": "1",\n')
     write(tmp_path, "suggested.json", done.stdout)
     checked = run("check", "--strict", "suggested.json", "--tools", str(QFLOW_TOOLS), cwd=tmp_path)

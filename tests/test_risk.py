@@ -272,8 +272,10 @@ def test_recommended_rules_per_category() -> None:
         {"counter": "set_b", "window": "minute", "max": 30, "scope": "grant"}
     ]
     assert tools["run_c"]["limits"][0]["max"] == 10
-    assert tools["delete_d"]["action"] == "deny" and policy["hide"] == ["delete_d"]
-    assert {tools[k]["x-category"] for k in tools} == {"Read", "Write", "Execute", "Destructive"}
+    # A hidden tool has only its hide entry: a tools entry behind it could never be reached.
+    assert "delete_d" not in tools and policy["hide"] == ["delete_d"]
+    assert policy["x-hidden"]["delete_d"]["x-category"] == "Destructive"
+    assert {tools[k]["x-category"] for k in tools} == {"Read", "Write", "Execute"}
     assert policy["default"] == "deny"
 
 
@@ -312,3 +314,67 @@ def test_read_tools_shapes_and_errors() -> None:
         read_tools({"name": "a"})
     with pytest.raises(ValueError, match="the tool at index 1 has no name"):
         read_tools([tool("a"), {"description": "x"}])
+
+
+def test_tools_dumped_by_the_python_sdk_are_read_in_either_spelling() -> None:
+    """mcp 2.x / fastmcp 4.x `model_dump()` writes snake_case keys and None for unset ones."""
+    dumped = {
+        "name": "wipe",
+        "title": None,
+        "description": "Does a thing.",
+        "input_schema": {"type": "object"},
+        "output_schema": None,
+        "execution": None,
+        "icons": None,
+        "meta": None,
+        "annotations": {
+            "title": None,
+            "read_only_hint": None,
+            "destructive_hint": True,
+            "idempotent_hint": None,
+            "open_world_hint": None,
+        },
+    }
+    warnings: list[str] = []
+    tools = read_tools({"tools": [dumped]}, warnings)
+    assert warnings == []
+    assert tools[0]["inputSchema"] == {"type": "object"}
+    assert tools[0]["annotations"]["destructiveHint"] is True
+    assert classify(tools[0]).category is Category.DESTRUCTIVE
+    policy, _ = suggest_policy(tools)
+    assert policy["hide"] == ["wipe"]
+
+
+def test_keys_suggest_does_not_know_are_warned_about() -> None:
+    warnings: list[str] = []
+    read_tools(
+        [{"name": "t", "inputschema": {}, "annotations": {"destructivehint": True}}], warnings
+    )
+    assert warnings == [
+        "The tool 't': the key 'inputschema' is not one that suggest knows, so it is "
+        "ignored. Did you mean 'inputSchema'?",
+        "The annotations of the tool 't': the key 'destructivehint' is not one that suggest "
+        "knows, so it is ignored. Did you mean 'destructiveHint'?",
+    ]
+
+
+def test_a_suggested_policy_can_be_covered_completely(
+    qflow_tools: list[dict[str, Any]], tmp_path: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`policylayer test --fail-under 100` can pass on suggest's own starter policy."""
+    from policylayer_core.cli import main  # noqa: PLC0415
+
+    policy, _ = suggest_policy(qflow_tools)
+    (tmp_path / "starter.json").write_text(json.dumps(policy), encoding="utf-8")
+    engine = PolicyEngine.from_dict(policy)
+    calls = [(t["name"], {}) for t in qflow_tools] + [("not_a_qflow_tool", {})]
+    steps = [
+        {"identity": "a", "tool": name, "args": args, "expect": {"effect": effect}}
+        for name, args in calls
+        for effect in [engine.decide("a", name, args).effect.value]
+    ]
+    cases = {"policy": "starter.json", "cases": [{"name": "every tool once", "steps": steps}]}
+    (tmp_path / "starter.policytest.json").write_text(json.dumps(cases), encoding="utf-8")
+    code = main(["test", str(tmp_path / "starter.json"), "--fail-under", "100"])
+    captured = capsys.readouterr()
+    assert code == 0, captured.out + captured.err

@@ -310,10 +310,13 @@ def pretty_json(value: Any, indent: int = 0, used: int = 0, width: int = 100) ->
 
 def _suggest(args: argparse.Namespace) -> int:
     document = _read_json(args.tools, "tools file", args.parser)
+    warnings: list[str] = []
     try:
-        tools = read_tools(document)
+        tools = read_tools(document, warnings)
     except ValueError as exc:
         args.parser.error(f"The tools file {args.tools!r} cannot be used: {exc}.")
+    for warning in warnings:
+        sys.stderr.write(f"{args.tools}: warning: {warning}\n")
     server = document.get("serverInfo", {}).get("name") if isinstance(document, dict) else None
     policy, found = suggest_policy(
         tools, args_rules=args.args_rules, server=server if isinstance(server, str) else None

@@ -16,6 +16,7 @@ into a policy with the rule that policy-format.md §5 recommends for each catego
 
 from __future__ import annotations
 
+import difflib
 import enum
 import re
 from collections.abc import Iterable, Mapping
@@ -316,9 +317,66 @@ def _severity(
     return _SEVERITIES[max(0, min(level, 3))], notes
 
 
-def read_tools(document: Any) -> list[dict[str, Any]]:
+# The keys of an MCP `Tool` and of its annotations, as the protocol spells them (camelCase),
+# and as Python SDKs' `model_dump()` writes them without `by_alias=True` (snake_case).
+_TOOL_KEYS = {
+    "name": "name",
+    "title": "title",
+    "description": "description",
+    "inputSchema": "inputSchema",
+    "input_schema": "inputSchema",
+    "outputSchema": "outputSchema",
+    "output_schema": "outputSchema",
+    "annotations": "annotations",
+    "icons": "icons",
+    "execution": "execution",
+    "_meta": "_meta",
+    "meta": "_meta",
+}
+_ANNOTATION_KEYS = {
+    "title": "title",
+    "readOnlyHint": "readOnlyHint",
+    "read_only_hint": "readOnlyHint",
+    "destructiveHint": "destructiveHint",
+    "destructive_hint": "destructiveHint",
+    "idempotentHint": "idempotentHint",
+    "idempotent_hint": "idempotentHint",
+    "openWorldHint": "openWorldHint",
+    "open_world_hint": "openWorldHint",
+}
+
+
+def _spelled(
+    raw: Mapping[str, Any], known: Mapping[str, str], where: str, warnings: list[str]
+) -> dict[str, Any]:
+    """`raw` with its keys in the protocol's spelling; a sentence in `warnings` per unknown key."""
+    out: dict[str, Any] = {}
+    for key, value in raw.items():
+        name = known.get(key) if isinstance(key, str) else None
+        if name is None:
+            spellings = {k.lower(): v for k, v in known.items()}
+            close = difflib.get_close_matches(str(key).lower(), list(spellings), n=1)
+            hint = f" Did you mean '{spellings[close[0]]}'?" if close else ""
+            warnings.append(
+                f"{where}: the key {str(key)!r} is not one that suggest knows, so it is "
+                f"ignored.{hint}"
+            )
+        elif value is not None or name not in out:
+            # model_dump() writes None for every unset field; a set spelling wins
+            out[name] = value
+    return out
+
+
+def read_tools(document: Any, warnings: list[str] | None = None) -> list[dict[str, Any]]:
     """The tools of a `tools/list` result: `{"tools": [...]}`, a JSON-RPC response whose
-    `result` holds that, or a bare list. Raise ValueError with a sentence otherwise."""
+    `result` holds that, or a bare list. Raise ValueError with a sentence otherwise.
+
+    Each tool comes back with the protocol's key spelling (`inputSchema`, `destructiveHint`),
+    whether the file spells them so or as a Python SDK's `model_dump()` does (`input_schema`,
+    `destructive_hint`). Keys it does not know are dropped, each with a sentence appended to
+    `warnings`.
+    """
+    said: list[str] = [] if warnings is None else warnings
     if isinstance(document, dict) and isinstance(document.get("result"), dict):
         document = document["result"]
     if isinstance(document, dict) and "tools" in document:
@@ -330,13 +388,19 @@ def read_tools(document: Any) -> list[dict[str, Any]]:
         )
     tools: list[dict[str, Any]] = []
     seen: set[str] = set()
-    for i, tool in enumerate(document):
-        name = tool.get("name") if isinstance(tool, dict) else None
+    for i, raw in enumerate(document):
+        name = raw.get("name") if isinstance(raw, dict) else None
         if not isinstance(name, str) or not name:
             raise ValueError(f"the tool at index {i} has no name; every tool needs a string 'name'")
-        if name not in seen:
-            seen.add(name)
-            tools.append(tool)
+        if name in seen:
+            continue
+        seen.add(name)
+        tool = _spelled(raw, _TOOL_KEYS, f"The tool {name!r}", said)
+        annotations = tool.get("annotations")
+        if isinstance(annotations, dict):
+            where = f"The annotations of the tool {name!r}"
+            tool["annotations"] = _spelled(annotations, _ANNOTATION_KEYS, where, said)
+        tools.append(tool)
     return tools
 
 
@@ -358,11 +422,7 @@ def _entry(c: Classification, schema: Any, args_rules: bool) -> dict[str, Any]:
         category = c.rest
         entry.update(_args_rules(c, schema))
     if category is D:
-        entry["action"] = "deny"
-        entry["on_deny"] = (
-            f"'{c.name}' is destructive, so this starter policy hides it from agents; a person "
-            "must run it, or the policy's author must allow it explicitly."
-        )
+        entry["hide"] = True  # taken out by suggest_policy
     elif category is F:
         entry["action"] = "approve"
         entry["on_deny"] = f"'{c.name}' moves money; a person must approve every call."
@@ -420,12 +480,18 @@ def suggest_policy(
     """
     found = [classify(tool) for tool in tools]
     hide: list[str] = []
+    hidden: dict[str, Any] = {}
     entries: dict[str, Any] = {}
     for tool, c in zip(tools, found, strict=True):
         entry = _entry(c, tool.get("inputSchema"), args_rules)
-        if entry.get("action") == "deny":
+        if entry.pop("hide", False):
+            # Only the hide entry: a `tools` entry behind it could never be reached, so the
+            # starter policy could never be covered 100% by `policylayer test`. What suggest
+            # found stays beside it, as data the engine ignores.
             hide.append(tool_key(c.name))
-        entries[tool_key(c.name)] = entry
+            hidden[c.name] = entry
+        else:
+            entries[tool_key(c.name)] = entry
     label = f"the {server} server's" if server else "these"
     policy: dict[str, Any] = {
         "version": "1",
@@ -437,4 +503,6 @@ def suggest_policy(
     if hide:
         policy["hide"] = hide
     policy["tools"] = entries
+    if hidden:
+        policy["x-hidden"] = hidden
     return policy, found
