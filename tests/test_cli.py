@@ -106,7 +106,7 @@ def test_check_a_broken_policy_lists_every_problem_by_position(tmp_path: Path) -
     )
     assert lines[2] == (
         "broken.json:6:48: /tools/qflow_task_list/limits/0/window: The window must be 'second', "
-        "'minute', 'hour', 'day' or a positive number of seconds, but it is 'fortnight'."
+        "'minute', 'hour', 'day' or a positive number of seconds, but it is \"fortnight\"."
     )
     assert lines[3:] == ["Checked 1 file: 3 errors."]
     assert all(ISSUE_LINE.match(line) for line in lines[:3])

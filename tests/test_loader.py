@@ -718,3 +718,62 @@ def test_a_window_too_small_to_count_in_is_a_load_error() -> None:
     (issue,) = caught.value.issues
     assert issue.pointer == "/tools/t/limits/0"
     assert "rounds to zero seconds a token" in issue.message
+
+
+@pytest.mark.parametrize(
+    ("where", "value", "hint"),
+    [
+        ("op", "gtt", "gt"),
+        ("op", "greater_than", "gt"),
+        ("op", "startswith", "starts_with"),
+        ("op", "EQ", "eq"),
+        ("window", "minutes", "minute"),
+        ("window", "hourly", "hour"),
+        ("scope", "user", "identity"),
+        ("scope", "globl", "global"),
+        ("default", "Deny", "deny"),
+        ("action", "block", "deny"),
+        ("mode", "dry-run", "shadow"),
+    ],
+)
+def test_a_misspelt_value_gets_a_did_you_mean(where: str, value: str, hint: str) -> None:
+    condition = {"path": "args.a", "op": value if where == "op" else "eq", "value": 1}
+    limit = {"max": 1, "window": value if where == "window" else "minute"}
+    if where == "scope":
+        limit["scope"] = value
+    entry: dict[str, Any] = {"deny_if": [{"conditions": [condition]}], "limits": [limit]}
+    if where == "action":
+        entry["action"] = value
+    doc: dict[str, Any] = {"version": "1", "default": "deny", "tools": {"t": entry}}
+    if where == "default":
+        doc["default"] = value
+    if where == "mode":
+        doc["mode"] = value
+    with pytest.raises(PolicyError) as raised:
+        load_policy(doc)
+    (issue,) = raised.value.issues
+    assert issue.message.endswith(f"but it is \"{value}\". Did you mean '{hint}'?")
+
+
+def test_no_did_you_mean_when_nothing_is_close() -> None:
+    doc = {"version": "1", "default": "deny", "tools": {"t": {"action": "xyzzy"}}}
+    with pytest.raises(PolicyError) as raised:
+        load_policy(doc)
+    assert raised.value.issues[0].message.endswith('but it is "xyzzy".')
+
+
+@pytest.mark.parametrize("source", ["", "   ", "\n"])
+def test_an_empty_string_is_neither_text_nor_a_path(source: str) -> None:
+    with pytest.raises(PolicyError) as raised:
+        load_policy(source)
+    message = raised.value.issues[0].message
+    assert message.startswith("load_policy was given an empty string")
+    assert "directory" not in message
+
+
+def test_a_directory_is_named_as_one(tmp_path: Path) -> None:
+    with pytest.raises(PolicyError) as raised:
+        load_policy(tmp_path)
+    assert raised.value.issues[0].message == (
+        f"The policy path {str(tmp_path)!r} is a directory; pass the policy file inside it."
+    )

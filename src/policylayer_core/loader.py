@@ -20,6 +20,7 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
+from policylayer_core._spelling import did_you_mean
 from policylayer_core.errors import PolicyError, PolicyIssue
 from policylayer_core.jsontext import parse_json_text, pointer_join
 from policylayer_core.model import UNION_TAGS, Bundle, Limit, Policy, _allowed_keys
@@ -74,10 +75,23 @@ def load_policy(source: str | os.PathLike[str] | Mapping[str, Any] | LoadedPolic
     # A byte order mark may open JSON text (parse_json_text skips it), so look past it.
     if isinstance(source, str) and source.removeprefix("\ufeff").lstrip().startswith("{"):
         return _load_text(source, "<text>")
+    if isinstance(source, str) and not source.strip():
+        # Path("") is ".", the current directory: "Is a directory: '.'" would send the reader
+        # looking for the wrong mistake.
+        raise _single(
+            "<text>",
+            "load_policy was given an empty string, which is neither JSON text nor a path; "
+            "pass the policy file's path, its JSON text or a dict.",
+        )
     if isinstance(source, str | os.PathLike):
         path = Path(source)
         try:
             text = path.read_text(encoding="utf-8")
+        except IsADirectoryError:
+            raise _single(
+                str(path),
+                f"The policy path {str(path)!r} is a directory; pass the policy file inside it.",
+            ) from None
         except FileNotFoundError:
             raise _single(str(path), f"The policy file {str(path)!r} does not exist.") from None
         except (OSError, ValueError) as exc:  # ValueError: bad UTF-8, a NUL in the path
@@ -204,7 +218,12 @@ def _from_pydantic(
             )
         else:
             message = error["msg"].replace("Input should be", "This value must be")
-            yield PolicyIssue(_pointer(loc), f"{message}, but it is {_json_repr(error['input'])}.")
+            hint = ""
+            if kind == "literal_error":
+                hint = did_you_mean(error["input"], re.findall(r"'([^']*)'", str(ctx["expected"])))
+            yield PolicyIssue(
+                _pointer(loc), f"{message}, but it is {_json_repr(error['input'])}.{hint}"
+            )
 
 
 def _pydantic_issues(

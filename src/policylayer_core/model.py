@@ -9,6 +9,7 @@ in one pass, each with its location.
 
 from __future__ import annotations
 
+import json
 import math
 import re
 import warnings
@@ -26,6 +27,7 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
+from policylayer_core._spelling import did_you_mean
 from policylayer_core.conditions import describe_type
 from policylayer_core.paths import PathSyntaxError, parse_path
 from policylayer_core.ratelimit import SLACK_TOKENS
@@ -75,6 +77,14 @@ _WINDOWS = ("second", "minute", "hour", "day")
 
 def _fail(message: str) -> PydanticCustomError:
     return PydanticCustomError("policy", message)
+
+
+def _json_text(value: Any) -> str:
+    """A policy value as the author wrote it, in JSON (`true`, `"\\d+"`), not as Python shows it."""
+    try:
+        return json.dumps(value, ensure_ascii=False)
+    except (TypeError, ValueError, RecursionError):
+        return repr(value)
 
 
 def _json_type(value: Any) -> str:
@@ -148,7 +158,7 @@ class Condition(_Strict):
             raise _fail(
                 f"The condition with op '{self.op}' has no 'value'; "
                 # repr: a raw unpaired surrogate would garble pydantic's message.
-                f"add the value to compare the argument at {self.path!r} with."
+                f"add the value to compare the argument at {_json_text(self.path)} with."
             )
         return self
 
@@ -184,10 +194,14 @@ def _check_operand(op: str, value: Any) -> Any:
                     warnings.simplefilter("ignore")
                     re.compile(value)
             except (re.error, OverflowError) as exc:  # OverflowError: a{4294967296}
-                raise _fail(f"The regular expression {value!r} does not compile: {exc}.") from None
+                raise _fail(
+                    f"The regular expression {_json_text(value)} does not compile: {exc}."
+                ) from None
     elif op in _LENGTH_OPS:
         if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-            raise _fail(f"'{op}' needs a non-negative integer length, but the value is {value!r}.")
+            raise _fail(
+                f"'{op}' needs a non-negative integer length, but the value is {_json_text(value)}."
+            )
     elif op == "exists" and not isinstance(value, bool) and value is not None:
         raise _fail(
             f"'exists' takes true or false (or no value), but the value is {_json_type(value)}."
@@ -240,7 +254,7 @@ class Limit(_Strict):
         if not number or not _fits_a_float(window) or window <= 0:
             raise _fail(
                 "The window must be 'second', 'minute', 'hour', 'day' or a positive number "
-                f"of seconds, but it is {window!r}."
+                f"of seconds, but it is {_json_text(window)}.{did_you_mean(window, _WINDOWS)}"
             )
         return window
 
@@ -268,12 +282,12 @@ class Limit(_Strict):
             if steps.root != "args" or "*" in steps.steps:
                 raise _fail(
                     "A cost path must be an 'args.' path to one value (no '*'), "
-                    f"but it is {cost!r}."
+                    f"but it is {_json_text(cost)}."
                 )
             return cost
         raise _fail(
             "The cost must be a positive integer or an 'args.' path such as 'args.tasks', "
-            f"but it is {cost!r}."
+            f"but it is {_json_text(cost)}."
         )
 
     @model_validator(mode="after")
@@ -285,16 +299,17 @@ class Limit(_Strict):
         interval = self.window_seconds / self.max
         if not math.isfinite((burst + SLACK_TOKENS) * interval):
             raise _fail(
-                f"This limit's window ({self.window!r}) times its burst ({burst}) divided by "
-                f"its max ({self.max}) is more seconds than a float can hold (about 1.8e308), "
-                "and such a bucket would never run out; use a shorter window, a smaller burst "
-                "or a larger max."
+                f"This limit's window ({_json_text(self.window)}) times its burst ({burst}) "
+                f"divided by its max ({self.max}) is more seconds than a float can hold "
+                "(about 1.8e308), and such a bucket would never run out; use a shorter "
+                "window, a smaller burst or a larger max."
             )
         if interval <= 0.0:
             raise _fail(
-                f"This limit's window ({self.window!r}) divided by its max ({self.max}) is too "
-                "small a time to count in (it rounds to zero seconds a token), and such a "
-                "bucket would never run out; use a longer window or a smaller max."
+                f"This limit's window ({_json_text(self.window)}) divided by its max "
+                f"({self.max}) is too small a time to count in (it rounds to zero seconds a "
+                "token), and such a bucket would never run out; use a longer window or a "
+                "smaller max."
             )
         return self
 
