@@ -23,6 +23,7 @@ better. Requires the `fastmcp` extra: pip install -e '.[fastmcp]'.
 from __future__ import annotations
 
 import argparse
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -30,7 +31,7 @@ from fastmcp import FastMCP
 from fastmcp.client.transports import StdioTransport
 from fastmcp.server import create_proxy
 
-from policylayer_core import PolicyEngine
+from policylayer_core import PolicyEngine, PolicyError
 from policylayer_core.fastmcp import PolicyMiddleware
 
 HERE = Path(__file__).resolve().parent
@@ -78,7 +79,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     command = args.command[1:] if args.command[:1] == ["--"] else args.command
     if not command:
         parser.error("give the MCP server's command after --")
-    gateway = build_gateway(command, args.policy, approvals=not args.no_approvals)
+    try:
+        gateway = build_gateway(command, args.policy, approvals=not args.no_approvals)
+    except PolicyError as error:
+        # Every problem with its line:column, and no traceback: the policy is what to fix.
+        sys.stderr.write(f"gateway.py: the policy cannot be used.\n{error}\n")
+        raise SystemExit(2) from None
     if args.http is None:
         gateway.run(show_banner=False)
     else:

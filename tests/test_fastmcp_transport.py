@@ -255,3 +255,24 @@ async def test_sessions_over_streamable_http(marker: str) -> None:
     finally:
         gateway.terminate()
         gateway.wait(timeout=10)
+
+
+@pytest.mark.parametrize("content", [None, '{"version": "1", "default": "maybe"}'])
+def test_the_gateway_example_says_what_is_wrong_with_its_policy(
+    tmp_path: Path, content: str | None
+) -> None:
+    """A missing or broken policy is a short message with line:column, not a traceback."""
+    policy = tmp_path / "policy.json"
+    if content is not None:
+        policy.write_text(content, "utf-8")
+    done = subprocess.run(
+        [sys.executable, str(EXAMPLES / "gateway.py"), "--policy", str(policy), "--", "true"],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert done.returncode == 2
+    assert "Traceback" not in done.stderr
+    assert done.stderr.startswith("gateway.py: the policy cannot be used.\n")
+    if content is None:
+        assert "does not exist" in done.stderr
+    else:
+        assert f"{policy}:1:18: /default: This value must be 'allow' or 'deny'" in done.stderr
