@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import logging
 import subprocess
 import sys
 import threading
@@ -866,3 +867,20 @@ async def test_a_blocking_store_is_called_off_the_event_loop() -> None:
     async with Client(tools.mcp) as client:
         await client.call_tool("flaky", {}, raise_on_error=False)
     assert store.threads and threading.get_ident() not in store.threads
+
+
+async def test_the_decorator_refuses_quietly(caplog: pytest.LogCaptureFixture) -> None:
+    """FastMCP logs a ToolError raised in a tool at the error's log level: a policy refusal
+    must not show up as "Error calling tool" at ERROR for every denied call."""
+    server = Decorated(PolicyEngine.from_dict(DECORATED_POLICY))
+    fastmcp_logger = logging.getLogger("fastmcp")  # it does not propagate to the root
+    fastmcp_logger.addHandler(caplog.handler)
+    try:
+        with caplog.at_level(logging.DEBUG, logger="fastmcp"):
+            async with Client(server.mcp) as client:
+                never = await client.call_tool("remove", {"task_id": "T-1"}, raise_on_error=False)
+    finally:
+        fastmcp_logger.removeHandler(caplog.handler)
+    assert text(never) == DENIED + "Never."
+    loud = [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert loud == [], [r.getMessage() for r in loud]

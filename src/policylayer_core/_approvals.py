@@ -121,7 +121,13 @@ def _can_elicit(ctx: Context | None) -> bool:
 
 def refuse(decision: Decision, why: str = "") -> ToolError:
     """The error a client sees: `[POLICY DENIED] ` and the reason (and why no approval)."""
-    return ToolError(DENIED + (f"{decision.reason} {why}" if why else decision.reason))
+    # A refusal is the policy working, not a failing tool: FastMCP logs a ToolError raised
+    # inside a tool at its `log_level`, ERROR unless told otherwise ("Error calling tool"
+    # for every denial of a decorated tool). The audit log is where refusals are recorded.
+    return ToolError(
+        DENIED + (f"{decision.reason} {why}" if why else decision.reason),
+        log_level=logging.DEBUG,
+    )
 
 
 def _approval_message(tool: str, args: Any, reason: str) -> str:
