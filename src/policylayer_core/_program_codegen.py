@@ -283,7 +283,12 @@ def _source(
     _rules(w, program.requires, holds_denies=False, depth=2)
     _rules(w, program.deny_ifs, holds_denies=True, depth=2)
     if program.approval is not None or program.approve_ifs:
-        w.line(2, "if not approved:")
+        # Only `True` approves. Anything else but `False` ("false", 1, [False]) is a
+        # misuse the general path denies with a reason; testing identity, not truth,
+        # costs the common call nothing.
+        w.line(2, "if approved is not True:")
+        w.line(3, "if approved is not False:")
+        w.line(4, _AGAIN)
         if program.approval is not None:
             w.line(3, f"return {w.decision(program.approval)}")
         else:
