@@ -22,6 +22,7 @@ import policylayer_core.compiler as compiler_module
 from conftest import FakeClock, policy
 from policylayer_core import Decision, PolicyEngine
 from policylayer_core._program_codegen import StoreMethods, _source, general_run
+from test_hostile_values import LyingDict, LyingInt, LyingList, claims
 
 EXAMPLES = int(os.environ.get("POLICYLAYER_FUZZ_EXAMPLES", "150"))
 
@@ -95,7 +96,22 @@ json_scalars = st.one_of(
     st.floats(allow_nan=True, allow_infinity=True),
     st.sampled_from(["x", "y", "z", "ok", "p", "q", "/srv/a", "/srv/../b", "bad", "a..", ""]),
 )
-odd_values = st.sampled_from([b"bytes", {"set"}, ("tuple",), Sly("x"), 10**30, math.nan])
+odd_values = st.sampled_from(
+    [
+        b"bytes",
+        {"set"},
+        ("tuple",),
+        Sly("x"),
+        10**30,
+        math.nan,
+        LyingInt(6),
+        LyingList([1, 2, 3, 4]),
+        LyingDict(k=1),
+        claims(dict),
+    ]
+)
+# `approved` as a careless integration may pass it: only True approves.
+approvals = st.sampled_from([False, True, False, True, "false", 1, None, [False]])
 values = st.recursive(
     st.one_of(json_scalars, odd_values),
     lambda inner: st.one_of(
@@ -135,7 +151,7 @@ calls = st.lists(
         arguments,
         st.sampled_from(["alice", "bob"]),
         st.sampled_from([None, "s1", "s2"]),
-        st.booleans(),
+        approvals,
         st.sampled_from([0.0, 0.0, 0.5, 7.0, 61.0]),
     ),
     min_size=1,
@@ -196,8 +212,18 @@ _ABSENT = object()
 GRID: dict[str, list[Any]] = {
     "a": [_ABSENT, "ok", "x", "y", 1, Sly("x")],
     "p": [_ABSENT, "/srv/a", "/srv/../b", "/srv/x..", 3],
-    "n": [_ABSENT, -2, 6, 100, -1.5, True, 10**30],
-    "items": [_ABSENT, [], [1, 2], [1, 2, 3], [1, 2, 3, 4], "abcd", {"k": 1}, 2.0],
+    "n": [_ABSENT, -2, 6, 100, -1.5, True, 10**30, LyingInt(6)],
+    "items": [
+        _ABSENT,
+        [],
+        [1, 2],
+        [1, 2, 3],
+        [1, 2, 3, 4],
+        "abcd",
+        {"k": 1},
+        2.0,
+        LyingList([1] * 4),
+    ],
     "tags": [_ABSENT, ["bad"], "bad"],
     "b": [_ABSENT, "p", "r"],
 }
@@ -215,13 +241,13 @@ def test_every_combination_of_representative_arguments_decides_alike(
     for combination in itertools.product(*GRID.values()):
         args = {k: v for k, v in zip(keys, combination, strict=True) if v is not _ABSENT}
         for tool in TOOLS:
-            for approved in (False, True):
+            for approved in (False, True, "false"):
                 clock.advance(3600)
                 fast = generated.decide("alice", tool, args, session="s", approved=approved)
                 slow = general.decide("alice", tool, args, session="s", approved=approved)
                 assert _fields(fast) == _fields(slow), (tool, args, approved)
                 compared += 1
-    assert compared == math.prod(len(v) for v in GRID.values()) * len(TOOLS) * 2
+    assert compared == math.prod(len(v) for v in GRID.values()) * len(TOOLS) * 3
 
 
 def test_every_tool_with_rules_gets_generated_code() -> None:
@@ -346,6 +372,9 @@ def test_the_simplest_conditions_are_written_inline() -> None:
     source = written[0]
     assert "x.startswith(" in source  # require starts_with
     assert "len(x) >" in source  # approve_if len_gt
+    # only True approves: any other value but False goes to the general path's denial
+    assert "if approved is False:" in source and "elif approved is not True:" in source
+    assert "not approved" not in source
     # two conditions in one rule and `contains` call their compiled closures; a regex
     # calls its bounded matcher inline
     assert source.count("(identity, tool, args, session)") == 2

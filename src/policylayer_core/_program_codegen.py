@@ -283,11 +283,16 @@ def _source(
     _rules(w, program.requires, holds_denies=False, depth=2)
     _rules(w, program.deny_ifs, holds_denies=True, depth=2)
     if program.approval is not None or program.approve_ifs:
-        w.line(2, "if not approved:")
+        # Only `True` approves. Anything else but `False` ("false", 1, [False]) is a
+        # misuse the general path denies with a reason. One identity test for the
+        # common call (False), as cheap as the truth test it replaces.
+        w.line(2, "if approved is False:")
         if program.approval is not None:
             w.line(3, f"return {w.decision(program.approval)}")
         else:
             _rules(w, program.approve_ifs, holds_denies=True, depth=3)
+        w.line(2, "elif approved is not True:")
+        w.line(3, _AGAIN)
     costs = _costs(w, program, depth=2) if program.limits else []
     if costs is None:
         return None

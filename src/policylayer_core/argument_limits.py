@@ -28,6 +28,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal
 
+from policylayer_core._json_values import python_type as _python_type
 from policylayer_core.model import DEFAULT_MAX_REGEX_INPUT, Arguments
 
 __all__ = ["DEFAULT_MAX_REGEX_INPUT", "INT_MAX", "INT_MIN", "ArgumentLimits"]
@@ -574,21 +575,6 @@ def _quote(text: str) -> str:
         + "".join(c if c.isprintable() and c not in '"\\' else json.dumps(c)[1:-1] for c in text)
         + '"'
     )
-
-
-def _type_name(kind: type) -> str:
-    # Read from the type itself: a metaclass cannot intercept this.
-    return str(type.__dict__["__name__"].__get__(kind, type))
-
-
-def _python_type(value: Any) -> str:
-    """'a Python tuple', 'a Python Evil (a subclass of str)': never calls the value's methods."""
-    kind = type(value)
-    name = _type_name(kind)
-    for base in (bool, int, float, str, list, dict):
-        if issubclass(kind, base) and kind is not base:
-            return f"a Python {name} (a subclass of {_type_name(base)})"
-    return f"a Python {name}"
 
 
 def _big_integer(value: int) -> str:

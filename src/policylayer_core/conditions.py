@@ -5,6 +5,10 @@ True or False, or raises `Indeterminate` when the argument is present but of a t
 the operator cannot judge (the format's fail-closed rule). The policy's side of
 every comparison (regexes, globs, sets of strings) is prepared here so the call
 does as little as possible.
+
+Caller values are read by their exact type only (`_json_values`): every operator tests
+`type(x) is T` and then uses the JSON type's own behaviour; a value of any other type
+(a subclass, an object that claims a class) is indeterminate, whatever its methods say.
 """
 
 from __future__ import annotations
@@ -16,7 +20,8 @@ from collections.abc import Callable
 from fnmatch import translate
 from typing import Any
 
-from policylayer_core.paths import MISSING, ShapeMismatch, parse_path, resolve
+from policylayer_core._json_values import describe_type
+from policylayer_core.paths import MISSING, NotJSON, ShapeMismatch, parse_path, resolve
 from policylayer_core.safe_regex import (
     DEFAULT_REGEX_LIMITS,
     RegexLimits,
@@ -52,60 +57,41 @@ def _refusal_reason(path: str, refused: RegexRefused) -> str:
     )
 
 
-def describe_type(value: Any) -> str:
-    """How a reason names what was found: 'a string', 'null', 'NaN', 'a Python set'."""
-    if value is None:
-        return "null"
-    if issubclass(type(value), bool):
-        return "a boolean"
-    if issubclass(type(value), float) and math.isnan(value):
-        return "NaN"
-    if issubclass(type(value), int | float):
-        return "a number"
-    if issubclass(type(value), str):
-        return "a string"
-    if issubclass(type(value), list):
-        return "an array"
-    if issubclass(type(value), dict):
-        return "an object"
-    return f"a Python {type(value).__name__}, which is not a JSON value"
-
-
-def _is_number(value: Any) -> bool:
-    return issubclass(type(value), int | float) and not issubclass(type(value), bool)
-
-
 def json_equal(a: Any, b: Any) -> bool:
     """JSON equality: true is not 1, 1 equals 1.0, arrays and objects compare deeply.
 
     `b` is always the policy's own (JSON) value; `a` comes from the caller and may be
-    anything, so unknown types and NaN raise _Confused rather than being guessed at.
+    anything. It is read by exact type only: a value that is not JSON (a subclass,
+    an object claiming a class, a tuple, a non-string key) and NaN raise _Confused
+    rather than being guessed at, and no method of `a` is ever called.
     """
-    if issubclass(type(a), bool) or issubclass(type(b), bool):
-        if not issubclass(type(a), bool | int | float | str | list | dict) and a is not None:
-            raise _Confused("a JSON value")
-        return issubclass(type(a), bool) and issubclass(type(b), bool) and a is b
-    if _is_number(a):
-        if issubclass(type(a), float) and math.isnan(a):
+    kind = type(a)
+    if kind is str:
+        return type(b) is str and a == b
+    if kind is int or kind is float:
+        if kind is float and math.isnan(a):
             raise _Confused("a number that is not NaN")
-        return _is_number(b) and bool(a == b)
-    if issubclass(type(a), str):
-        return type(b) is str and str.__eq__(a, b) is True
+        other = type(b)
+        return (other is int or other is float) and a == b
+    if kind is bool:
+        return a is b
     if a is None:
         return b is None
-    if issubclass(type(a), list):
-        return (
-            issubclass(type(b), list)
-            and len(a) == len(b)
-            and all(json_equal(x, y) for x, y in zip(a, b, strict=True))
-        )
-    if issubclass(type(a), dict):
-        if not issubclass(type(b), dict) or len(a) != len(b):
+    if kind is list:
+        if type(b) is not list or len(a) != len(b):
             return False
+        return all(json_equal(x, y) for x, y in zip(a, b, strict=True))
+    if kind is dict:
+        if type(b) is not dict or len(a) != len(b):
+            return False
+        # The lookups below compare the caller's keys with the policy's: only exact
+        # strings may take part (a str subclass's __eq__ and __hash__ could lie).
+        for key in a:
+            if type(key) is not str:
+                raise _Confused("a JSON object (its keys are not all strings)")
         for key, value in b.items():
-            if key not in a:
-                return False
-            if not json_equal(a[key], value):
+            found = a.get(key, MISSING)
+            if found is MISSING or not json_equal(found, value):
                 return False
         return True
     raise _Confused("a JSON value")
@@ -137,13 +123,14 @@ def _member_of(values: list[Any]) -> Predicate:
 
 
 def _number(x: Any) -> Any:
-    if type(x) is int:
+    kind = type(x)
+    if kind is int:
         return x
-    if not _is_number(x):
-        raise _Confused("a number")
-    if issubclass(type(x), float) and math.isnan(x):
-        raise _Confused("a number that is not NaN")
-    return x
+    if kind is float:
+        if math.isnan(x):
+            raise _Confused("a number that is not NaN")
+        return x
+    raise _Confused("a number")
 
 
 def _string(x: Any) -> str:
@@ -153,7 +140,8 @@ def _string(x: Any) -> str:
 
 
 def _length(x: Any) -> int:
-    if issubclass(type(x), str | list | dict):
+    kind = type(x)
+    if kind is str or kind is list or kind is dict:
         return len(x)
     raise _Confused("a string, array or object")
 
@@ -164,7 +152,7 @@ def _contains(value: Any) -> Predicate:
             if type(value) is not str:
                 raise _Confused("an array (the policy's value is not a string)")
             return value in x
-        if issubclass(type(x), list):
+        if type(x) is list:
             return any(json_equal(element, value) for element in x)
         raise _Confused("a string or an array")
 
@@ -234,6 +222,11 @@ def _confusion_reason(path: str, op: str, found: Any, needed: str) -> str:
 
 
 def _shape_reason(path: str, mismatch: ShapeMismatch) -> str:
+    if type(mismatch) is NotJSON:
+        return (
+            f"The path {path} cannot be followed: it meets {describe_type(mismatch.found)}, "
+            "so the call is denied to stay safe; send only JSON values."
+        )
     return (
         f"The path {path} cannot be followed: it meets {describe_type(mismatch.found)} "
         f"where it needs {mismatch.needed}, so the call is denied to stay safe."
@@ -308,7 +301,8 @@ def _one_key_check(
 
         def on_length(identity: str, tool: str, args: Any, session: str | None) -> bool:
             found = args.get(key, missing)
-            if issubclass(type(found), str | list | dict):
+            kind = type(found)
+            if kind is str or kind is list or kind is dict:
                 return compare(len(found), value)
             if found is missing:
                 return False
@@ -316,6 +310,24 @@ def _one_key_check(
 
         return on_length
     return None
+
+
+def _exists_check(
+    pointer: str, path: str, values: Callable[[str, str, Any, str | None], list[Any]], wanted: bool
+) -> Check:
+    """`exists`: true when the path resolves (`wanted` True) or when it does not."""
+
+    def exists(identity: str, tool: str, args: Any, session: str | None) -> bool:
+        try:
+            resolved = bool(values(identity, tool, args, session))
+        except NotJSON as unknown:
+            # A value that is not JSON could hold anything: it is not "absent".
+            raise Indeterminate(pointer, _shape_reason(path, unknown)) from None
+        except ShapeMismatch:
+            resolved = False
+        return resolved is wanted
+
+    return exists
 
 
 def compile_condition(
@@ -352,16 +364,7 @@ def compile_condition(
         return found
 
     if op == "exists":
-        wanted = value is not False if has_value else True
-
-        def exists(identity: str, tool: str, args: Any, session: str | None) -> bool:
-            try:
-                resolved = bool(values(identity, tool, args, session))
-            except ShapeMismatch:
-                resolved = False
-            return resolved is wanted
-
-        return exists
+        return _exists_check(pointer, path, values, value is not False if has_value else True)
 
     predicate = _predicate(op, value, regex_limits)
 

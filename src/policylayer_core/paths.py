@@ -13,6 +13,7 @@ from typing import Any, Final
 __all__ = [
     "MISSING",
     "ROOTS",
+    "NotJSON",
     "ParsedPath",
     "PathSyntaxError",
     "ShapeMismatch",
@@ -51,6 +52,16 @@ class ShapeMismatch(Exception):  # noqa: N818 - a verdict, not an error: the arg
         self.where = where
         self.found = found
         self.needed = needed
+
+
+class NotJSON(ShapeMismatch):
+    """A step met a value that is not JSON: a subclass of dict or list, an object that
+    claims another class, a tuple. Its own methods could answer anything (`get`, `len`,
+    `iter`), so it is not stepped into; unlike a plain ShapeMismatch this is
+    indeterminate even for `exists` (see `_json_values`)."""
+
+    def __init__(self, where: str, found: Any) -> None:
+        super().__init__(where, found, "a JSON value")
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,18 +103,21 @@ def resolve(value: Any, steps: tuple[str, ...], start: int, where: str, out: lis
     """Append to `out` every value that `steps[start:]` reaches from `value`.
 
     Nothing is appended for a key or index that is absent (the path does not
-    resolve there). `*` fans out over an array's elements. A step into a value that
-    cannot be stepped into raises ShapeMismatch.
+    resolve there). `*` fans out over an array's elements. A step into a JSON value
+    that cannot be stepped into raises ShapeMismatch; a step into a value that is not
+    JSON raises NotJSON. Only exact `dict` and `list` are stepped into, through their
+    own methods (a subclass's `get`, `len` or `iter` is never called).
     """
     for i in range(start, len(steps)):
         step = steps[i]
-        if isinstance(value, dict):
+        kind = type(value)
+        if kind is dict:
             if step == "*":
                 raise ShapeMismatch(where, value, "an array for '*'")
             value = value.get(step, MISSING)
             if value is MISSING:
                 return
-        elif isinstance(value, list):
+        elif kind is list:
             if step == "*":
                 for element in value:
                     resolve(element, steps, i + 1, where, out)
@@ -114,7 +128,9 @@ def resolve(value: Any, steps: tuple[str, ...], start: int, where: str, out: lis
             if index >= len(value):
                 return
             value = value[index]
-        else:
+        elif kind is str or kind is int or kind is float or kind is bool or value is None:
             needed = "an array for '*'" if step == "*" else f"an object or array to read '{step}'"
             raise ShapeMismatch(where, value, needed)
+        else:
+            raise NotJSON(where, value)
     out.append(value)

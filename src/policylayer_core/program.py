@@ -17,7 +17,7 @@ from typing import Any
 
 from policylayer_core.conditions import Check, Indeterminate, describe_type
 from policylayer_core.decision import Decision, Effect
-from policylayer_core.paths import MISSING, ShapeMismatch, resolve
+from policylayer_core.paths import MISSING, NotJSON, ShapeMismatch, resolve
 from policylayer_core.ratelimit import BucketSpec, RateLimitStore, Shortfall, StoreUnavailable
 from policylayer_core.validators import ArgumentValidator
 
@@ -125,11 +125,12 @@ def read_cost(source: CostSource, args: dict[str, Any], tool: str) -> int:
         try:
             resolve(args, path, 0, source.path_text, found)
         except ShapeMismatch as mismatch:
+            needs = "" if type(mismatch) is NotJSON else f" where it needs {mismatch.needed}"
             raise Indeterminate(
                 source.pointer,
                 f"The cost of calling '{tool}' is read from {source.path_text}, but that path "
-                f"meets {describe_type(mismatch.found)} where it needs {mismatch.needed}, so the "
-                "call is denied to stay safe.",
+                f"meets {describe_type(mismatch.found)}{needs}, so the call is denied to stay "
+                "safe.",
             ) from None
     if not found:
         return 1  # a cost path that does not resolve costs 1
@@ -283,22 +284,10 @@ class ToolProgram:
                     return rule.decision
                 if trace is not None:
                     trace.append(Step(rule.pointer, "did not hold", rule.summary))
-            if not approved:
-                if self.approval is not None:
-                    if trace is not None:
-                        trace.append(Step(self.approval.rule, "approval required", "every call"))
-                    return self.approval
-                for rule in self.approve_ifs:
-                    if rule.holds is None or rule.holds(identity, tool, args, session):
-                        if trace is not None:
-                            trace.append(
-                                Step(rule.pointer, "held: approval required", rule.summary)
-                            )
-                        return rule.decision
-                    if trace is not None:
-                        trace.append(Step(rule.pointer, "did not hold", rule.summary))
-            elif trace is not None and (self.approval is not None or self.approve_ifs):
-                trace.append(Step(self.entry_pointer, "approval given", "approved=True"))
+            if self.approval is not None or self.approve_ifs:
+                needed = self._approval_step(identity, args, session, approved, trace)
+                if needed is not None:
+                    return needed
             if self.limits:
                 return self._charge(identity, args, session, trace, dry)
         except Indeterminate as unknown:
@@ -319,15 +308,72 @@ class ToolProgram:
             trace.append(Step(self.allow.rule, "allow"))
         return self.allow
 
+    def _approval_step(
+        self, identity: str, args: dict[str, Any], session: str | None, approved: Any, trace: Trace
+    ) -> Decision | None:
+        """Step 9: the decision when the call needs approval it has not been given.
+
+        Only `approved is True` approves; `False` asks; anything else is a misuse, denied.
+        """
+        if approved is True:
+            if trace is not None:
+                trace.append(Step(self.entry_pointer, "approval given", "approved=True"))
+            return None
+        if approved is not False:
+            return self._misused_approval(approved, trace)
+        if self.approval is not None:
+            if trace is not None:
+                trace.append(Step(self.approval.rule, "approval required", "every call"))
+            return self.approval
+        tool = self.tool
+        for rule in self.approve_ifs:
+            if rule.holds is None or rule.holds(identity, tool, args, session):
+                if trace is not None:
+                    trace.append(Step(rule.pointer, "held: approval required", rule.summary))
+                return rule.decision
+            if trace is not None:
+                trace.append(Step(rule.pointer, "did not hold", rule.summary))
+        return None
+
     def _as_object(self, args: Any, trace: Trace) -> Any:
         """The arguments as a plain dict, or the denial when they are not an object."""
         if not issubclass(type(args), dict):
             if trace is not None:
                 trace.append(Step(self.entry_pointer, "denied", "the arguments are not an object"))
             return self.not_object(args)
-        # A dict subclass may redefine get() or [] to answer each rule differently: judge
-        # a plain copy of what it holds (dict.copy reads the storage itself).
-        return dict.copy(args)
+        # A dict subclass may redefine get(), [], iter(), keys() or items() to answer
+        # each rule differently: judge a plain dict of what it holds. `dict.items` is a
+        # view of the storage itself; `dict.copy` and `dict(args)` are not safe, CPython
+        # reads a subclass that redefines `__iter__` through its `keys()` and `[]`.
+        plain = dict(dict.items(args))
+        if len(plain) != dict.__len__(args):
+            # Two stored keys became one in the copy: keys whose own __eq__ or __hash__
+            # answer differently from one call to the next. Such arguments have no one
+            # reading.
+            reason = (
+                f"The arguments for '{self.tool}' hold keys that do not compare consistently "
+                "(Python objects with their own equality), so the call is denied to stay "
+                "safe; send an object whose keys are plain strings."
+            )
+            if trace is not None:
+                trace.append(Step(self.entry_pointer, "denied", reason))
+            return self.make(Effect.DENY, self.entry_pointer, reason, None)
+        return plain
+
+    def _misused_approval(self, approved: Any, trace: Trace) -> Decision:
+        """The denial when `approved` is not a bool: a misuse that must never approve.
+
+        Reached only on a call whose tool needs approval and whose `approved` is neither
+        True nor False, so the common path pays one identity test.
+        """
+        reason = (
+            f"approved must be the boolean True (a person approved this call) or False, but "
+            f"it is {describe_type(approved)}, so the call to '{self.tool}' is denied at its "
+            "approval step to stay safe; pass approved=True only for a call a person approved."
+        )
+        if trace is not None:
+            trace.append(Step("", "approved is not a boolean: deny", reason))
+        return self.make(Effect.DENY, "", reason, None)
 
     def _break_limits(self, args: dict[str, Any], trace: Trace) -> Decision | None:
         """The denial when the arguments break the policy's argument limits."""
