@@ -112,15 +112,17 @@ class Auditor:
                 self.dropped += 1
                 return
             values = None
-            kind = type(args)
-            if kind is dict or issubclass(kind, dict):
-                # The keys are copied now (the caller may change its dict after the call),
-                # from the dict's storage: a subclass's own __iter__ or keys() may raise.
-                keys: tuple[Any, ...] = tuple(dict.keys(args))
-                if self._opted_in and self.options.records_args(decision.tool):
-                    values = redact(args, self.options.redact)
+            # The keys are copied now (the caller may change its dict after the call),
+            # from the dict's storage: a subclass's own __iter__ or keys() may raise.
+            is_object = True
+            if type(args) is dict:
+                keys: tuple[Any, ...] = tuple(args)
+            elif issubclass(type(args), dict):
+                keys = tuple(dict.keys(args))
             else:
-                keys = ()
+                keys, is_object = (), False
+            if is_object and self._opted_in and self.options.records_args(decision.tool):
+                values = redact(args, self.options.redact)
             queue.append((self._wall(), decision, identity, session, keys, values, digest))
             if waiting >= _WAKE_AT:
                 self._wake.set()
