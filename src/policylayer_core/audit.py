@@ -98,8 +98,20 @@ class AuditEvent:
         return data
 
     def to_json(self) -> str:
-        """One line of JSON (a value that is not JSON is written "[not JSON: TYPE]")."""
-        return _ENCODER.encode(self.to_dict())
+        """One line of JSON (a value that is not JSON is written "[not JSON: TYPE]").
+
+        Non-ASCII characters are written as they are, unless the line holds one that
+        UTF-8 cannot carry (a lone surrogate, which a caller can put in any name): then
+        the whole line is ASCII with `\\u` escapes, so the event can still be written.
+        """
+        data = self.to_dict()
+        text = _ENCODER.encode(data)
+        if not text.isascii():
+            try:
+                text.encode("utf-8")
+            except UnicodeEncodeError:
+                return _ASCII_ENCODER.encode(data)
+        return text
 
 
 _FIELDS = tuple(f.name for f in fields(AuditEvent))
@@ -110,6 +122,9 @@ _ENCODER = json.JSONEncoder(
     # Events the engine builds hold JSON only (see `redact`); one built by hand may not,
     # and its values' own methods (repr) are not called either.
     default=lambda value: f"[not JSON: {type_name(value)}]",
+)
+_ASCII_ENCODER = json.JSONEncoder(
+    ensure_ascii=True, separators=(",", ":"), default=_ENCODER.default
 )
 
 
