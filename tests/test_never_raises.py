@@ -15,10 +15,12 @@ from typing import Any
 
 import pytest
 import rpds
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from conftest import FakeClock, policy
 from policylayer_core import Decision, Effect, PolicyEngine
-from policylayer_core.audit import MemorySink
+from policylayer_core.audit import AUDIT_TEXT_LIMIT, AuditOptions, MemorySink
 
 ALLOW, DENY = Effect.ALLOW, Effect.DENY
 
@@ -274,3 +276,83 @@ def test_a_reload_during_an_observed_call_is_recorded_under_the_policy_that_deci
     (event,) = sink.events
     assert (event.effect, event.policy_hash) == (d.effect.value, old)
     assert d.effect is ALLOW  # decided by the policy it was recorded under
+
+
+# -- any name, on every kind of engine -------------------------------------------------------
+
+
+class Loud(str):
+    """A real str subclass whose own methods all raise."""
+
+    def __str__(self) -> str:
+        raise RuntimeError("no str")
+
+    def __repr__(self) -> str:
+        raise RuntimeError("no repr")
+
+    def __len__(self) -> int:
+        raise RuntimeError("no len")
+
+    def __getitem__(self, key: Any) -> Any:
+        raise RuntimeError("no getitem")
+
+    def lower(self) -> str:  # type: ignore[override]
+        raise RuntimeError("no lower")
+
+
+class SlyArgs(dict[str, Any]):
+    def __iter__(self) -> Any:
+        raise RuntimeError("no iteration")
+
+    def keys(self) -> Any:
+        raise RuntimeError("no keys")
+
+
+def _names() -> st.SearchStrategy[Any]:
+    plain = st.sampled_from(["open", "t", "u-1", "alice"]) | st.text(max_size=20)
+    return (
+        plain
+        | plain.map(Loud)
+        | st.just(Tool.OPEN)
+        | st.builds(Impostor)
+        | st.integers()
+        | st.none()
+        | st.sampled_from(["t" * 1025, "u-" + "x" * 5000, "\ud800"])
+    )
+
+
+BUNDLE = {
+    "version": "1",
+    "policies": {"p": LIMITED, "q": policy(default="allow")},
+    "grants": {"alice": "p", "u-*": "q"},
+}
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    kind=st.sampled_from(["plain", "audited", "bundle"]),
+    identity=_names(),
+    tool=_names(),
+    session=st.none() | _names(),
+    args=st.none() | st.just({"a": 1}) | st.builds(SlyArgs, st.just({"a": 1})),
+)
+def test_no_name_makes_anything_raise(
+    kind: str, identity: Any, tool: Any, session: Any, args: Any
+) -> None:
+    sink = MemorySink()
+    if kind == "plain":
+        engine = PolicyEngine(LIMITED)
+    elif kind == "audited":
+        engine = PolicyEngine(LIMITED, audit=sink, audit_options=AuditOptions(record_args=True))
+    else:
+        engine = PolicyEngine(BUNDLE, audit=sink)
+    d = engine.decide(identity, tool, args, session=session)
+    assert isinstance(d, Decision) and len(d.reason) < 1000
+    assert isinstance(engine.explain(identity, tool, args, session=session).decision, Decision)
+    assert isinstance(engine.visible_tools(identity, [tool, "open"]), list)
+    engine.close()
+    assert engine.auditor is None or engine.auditor.failures == 0
+    for event in sink.events:
+        assert len(event.to_json()) < 3 * AUDIT_TEXT_LIMIT
+    if type(args) is not SlyArgs:  # a dict that hides its items is the argument checks'
+        assert engine.internal_failures == 0
