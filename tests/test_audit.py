@@ -391,9 +391,11 @@ def test_recorded_arguments_are_judged_by_their_data() -> None:
         "keys": {1: "one", None: "none", (1, 2): "pair"},
     }
     engine.decide("alice", "open", args)
-    engine.decide("alice", "open", {"wide": [0] * 20_000})
+    engine.decide("alice", "open", {"wide": [0] * 20_000, "after": {"a": 1}})
+    many = {f"k{i:07d}": i for i in range(200_000)}
+    engine.decide("alice", "open", many)
     engine.close()
-    event, wide = decisions(sink)
+    event, wide, keys = decisions(sink)
     recorded = event.args
     assert recorded is not None
     assert type(recorded["level"]) is int and recorded["level"] == 3
@@ -410,9 +412,16 @@ def test_recorded_arguments_are_judged_by_their_data() -> None:
     assert inner == ["[TOO DEEP]"]  # level 64
     line = event.to_json()
     assert len(line) < 3 * AUDIT_TEXT_LIMIT and json.loads(line)["args"]["level"] == 3
-    assert wide.args is not None
-    values = wide.args["wide"]
-    assert values[9_997:10_000] == [0, "[TRUNCATED]", "[TRUNCATED]"]  # 10,000 values in all
+    # 10,000 values in all: the arguments, the list, 9,998 of its items; the rest counted.
+    assert wide.args == {
+        "wide": [0] * 9_998 + ["[TRUNCATED: 10,002 more items]"],
+        "[TRUNCATED]": "1 more members",
+    }
+    assert keys.args is not None and len(keys.args) == 10_000
+    assert keys.args["[TRUNCATED]"] == "190,001 more members"
+    assert len(keys.arg_keys) == 1_001 and keys.arg_keys[:2] == ("k0000000", "k0000001")
+    assert keys.arg_keys[-1] == "[TRUNCATED: 199,000 more keys]"
+    assert len(keys.to_json()) < 400_000
 
 
 def test_a_failure_while_recording_is_counted_and_logged_once(

@@ -10,6 +10,7 @@ counted and logged once per kind of error, never seen by the caller.
 
 from __future__ import annotations
 
+import heapq
 import itertools
 import logging
 import math
@@ -30,6 +31,7 @@ _log = logging.getLogger("policylayer_core.audit")
 _WAKE_AT = 256  # queued events that wake the thread before its interval is up
 # Events built and emitted between two hand-overs of the GIL (about 1 ms of work).
 _CHUNK = 128
+MAX_ARG_KEYS = 1_000  # argument keys one event lists
 
 Pending = tuple[float, Decision, Any, Any, tuple[Any, ...], Any, str]
 # What recording lets through: a person stopping the process (see engine._STOP).
@@ -65,6 +67,16 @@ def _policy_name(rule: str) -> str | None:
         return None
     token = rule[len("/policies/") :].split("/", 1)[0]
     return token.replace("~1", "/").replace("~0", "~")
+
+
+def _arg_keys(keys: tuple[Any, ...]) -> tuple[str, ...]:
+    """The sorted argument keys an event lists: each cut to AUDIT_TEXT_LIMIT characters,
+    at most MAX_ARG_KEYS of them (the first in order, then how many more there were)."""
+    names = [str(_key(key)) for key in keys]
+    if len(names) <= MAX_ARG_KEYS:
+        return tuple(sorted(names))
+    kept = heapq.nsmallest(MAX_ARG_KEYS, names)
+    return (*kept, f"[TRUNCATED: {len(names) - MAX_ARG_KEYS:,} more keys]")
 
 
 class Auditor:
@@ -230,7 +242,7 @@ class Auditor:
             reason=audit_text(decision.reason),
             retry_after=decision.retry_after,
             policy=_policy_name(decision.rule),
-            arg_keys=tuple(sorted(str(_key(k)) for k in keys)),
+            arg_keys=_arg_keys(keys),
             args=values,
         )
 

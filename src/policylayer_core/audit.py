@@ -21,6 +21,7 @@ import threading
 from collections import deque
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, fields
+from itertools import islice
 from typing import Any, Protocol, runtime_checkable
 
 from policylayer_core.decision import cut_caller_text, type_name
@@ -161,8 +162,10 @@ def redact(value: Any, keys: frozenset[str]) -> Any:
     subclasses of `str`, `int` and `float` become the plain value they hold. Anything
     that is not JSON is written as "[not JSON: TYPE]", by its class's name. Strings and
     keys longer than `AUDIT_TEXT_LIMIT` characters are cut (see `cut_caller_text`);
-    nesting past 64 levels is written "[TOO DEEP]", and past 10,000 values the rest
-    "[TRUNCATED]", so the work is bounded even for a value that contains itself.
+    nesting past 64 levels is written "[TOO DEEP]", and once 10,000 values are copied
+    the rest are counted, not read ("[TRUNCATED: 5 more items]" ending an array, a
+    "[TRUNCATED]" member counting an object's), so the work is bounded even for a
+    value that contains itself.
     """
     lowered = frozenset(key.lower() for key in keys)
     return _copy(value, lowered, 0, [_MAX_VALUES])
@@ -192,17 +195,38 @@ def _copy(value: Any, lowered: frozenset[str], depth: int, budget: list[int]) ->
     if issubclass(kind, dict | list | tuple):
         if depth >= _MAX_DEPTH:
             return TOO_DEEP
+        # Members are read only while the budget lasts (at most what it had left when
+        # this container was reached), and the rest are counted, not read.
+        room = max(budget[0], 0)
         if issubclass(kind, dict):
+            size = dict.__len__(value)
             copied: dict[Any, Any] = {}
-            for key, item in list(dict.items(value)):
+            read = 0
+            for key, item in list(islice(dict.items(value), room)):
+                if budget[0] <= 0:
+                    break
+                read += 1
                 name = _key(key)
                 if type(name) is str and name.lower() in lowered:
                     copied[name] = REDACTED
                 else:
                     copied[name] = _copy(item, lowered, depth + 1, budget)
+            if read < size:
+                copied[TRUNCATED] = f"{size - read:,} more members"
             return copied
-        items = list.copy(value) if issubclass(kind, list) else list(tuple.__iter__(value))
-        return [_copy(item, lowered, depth + 1, budget) for item in items]
+        head: list[Any] | tuple[Any, ...]
+        if issubclass(kind, list):
+            size, head = list.__len__(value), list.__getitem__(value, slice(0, room))
+        else:
+            size, head = tuple.__len__(value), tuple.__getitem__(value, slice(0, room))
+        items = []
+        for item in head:
+            if budget[0] <= 0:
+                break
+            items.append(_copy(item, lowered, depth + 1, budget))
+        if len(items) < size:
+            items.append(f"{TRUNCATED[:-1]}: {size - len(items):,} more items]")
+        return items
     if issubclass(kind, str):
         return cut_caller_text(value, AUDIT_TEXT_LIMIT)
     if issubclass(kind, int):  # not bool, which cannot be subclassed
