@@ -542,18 +542,21 @@ class PolicyEngine:
         """
         state = self._state
         try:
-            # Strings judged with type(): an object that claims to be one (a __class__
-            # property) must not be looked up, where its own __hash__ and __eq__ run.
-            shown = [(n, plain) for n in names if (plain := _as_str(n)) is not None]
             who = _as_str(identity)
             if who is None:
                 return []
             policy = state.single if state.single is not None else state.policy_for(who)
             if policy is None:
                 return []
-            if not policy.enforced:
-                return [n for n, _ in shown]
-            return [n for n, plain in shown if policy.route(plain).listed]
+            enforced, route = policy.enforced, policy.route
+            visible = []
+            for name in names:
+                # Strings judged with type(): an object that claims to be one (a __class__
+                # property) must not be looked up, where its own __hash__ and __eq__ run.
+                plain = name if type(name) is str else _as_str(name)
+                if plain is not None and (not enforced or route(plain).listed):
+                    visible.append(name)
+            return visible
         except _STOP:
             raise
         except BaseException as exc:
