@@ -90,6 +90,7 @@ def test_a_ten_megabyte_tool_name_gives_a_short_reason_and_a_short_event(
     assert len(d.reason) < 500
     assert f"longer than {MAX_TOOL_NAME_LENGTH:,} characters" in d.reason
     assert "10,000,001 characters long" in d.reason
+    assert len(repr(d)) < 1000
     explained = engine.explain("i", name, {"n": 1})
     assert explained.decision == d and len(str(explained)) < 1500
     engine.close()

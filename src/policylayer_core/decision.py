@@ -191,6 +191,8 @@ class Decision:
 
     def __repr__(self) -> str:
         effect, _, enforced, tool, rule, reason, retry_after = self._fields
+        if type(tool) is str:
+            tool = cut_caller_text(tool)  # the caller's name: a bounded prefix of it
         extra = "" if enforced else ", enforced=False"
         retry = "" if retry_after is None else f", retry_after={retry_after:.3f}"
         return (
