@@ -8,6 +8,7 @@ an audited engine does with both: one decision, one event, under the policy that
 from __future__ import annotations
 
 import enum
+import json
 import logging
 from collections.abc import Iterator
 from pathlib import Path
@@ -195,6 +196,49 @@ def test_a_failure_while_reporting_a_failure_still_denies() -> None:
             assert denied_by_failure(engine.explain("i", "t", {}).decision) is (mode is None)
     finally:
         log.removeHandler(handler)
+
+
+def test_an_observed_decide_survives_its_clock_its_wall_clock_and_its_log_failing(
+    tmp_path: Path,
+) -> None:
+    """Polling the file, recording the event and logging either failure all fail here,
+    with BaseExceptions; the call is still decided, and nothing escapes."""
+
+    class Exploding(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            raise Panic("the log is broken too")
+
+    broken = False
+
+    def clock() -> float:
+        if broken:
+            raise Panic("the clock broke")
+        return 1000.0
+
+    def wall_clock() -> float:
+        raise Panic("the wall clock broke")
+
+    file = tmp_path / "policy.json"
+    file.write_text(json.dumps(LIMITED), "utf-8")
+    engine = PolicyEngine.from_file(
+        file,
+        watch=True,
+        watch_interval=0.0,
+        clock=clock,
+        audit=MemorySink(),
+        wall_clock=wall_clock,
+    )
+    log = logging.getLogger("policylayer_core")
+    handler = Exploding()
+    log.addHandler(handler)
+    try:
+        broken = True
+        assert engine.decide("i", "open").effect is ALLOW
+        d = engine.decide("i", "t")  # its bucket reads the clock
+        assert (d.effect, d.rule) == (DENY, "") and "failed while deciding" in d.reason
+    finally:
+        log.removeHandler(handler)
+    assert engine.auditor is not None and engine.auditor.failures == 2
 
 
 def test_visible_tools_shows_nothing_when_it_fails() -> None:

@@ -272,4 +272,9 @@ class Auditor:
         self.failures += 1
         if type(exc) not in self._logged:
             self._logged.add(type(exc))
-            _log.error(what, exc_info=exc)
+            try:
+                _log.error(what, exc_info=exc)
+            except _STOP:
+                raise
+            except BaseException:  # a log that fails too has nothing left to tell
+                pass

@@ -193,6 +193,16 @@ _FAILED = {
 }
 
 
+def _log_quietly(message: str, exc: BaseException) -> None:
+    """Log a failure with its traceback; a log that fails too has nothing left to tell."""
+    try:
+        _log.error(message, exc_info=exc)
+    except _STOP:
+        raise
+    except BaseException:  # nowhere left to report it
+        pass
+
+
 class PolicyEngine:
     """Decides MCP tool calls against a policy: allow, deny, rate limited or approval.
 
@@ -329,13 +339,14 @@ class PolicyEngine:
     ) -> Decision:
         """decide() for an engine that audits or watches its file."""
         watch = self._watch
-        if watch is not None and watch.due(self.clock()):
+        if watch is not None:
             try:
-                self.poll()
+                if watch.due(self.clock()):
+                    self.poll()
             except _STOP:
                 raise
             except BaseException as exc:  # a failed poll must not fail the call
-                _log.error("polling the policy file failed", exc_info=exc)
+                _log_quietly("polling the policy file failed", exc)
         # One read of the state: the policy that decides is the one whose hash the audit
         # event names, even when a reload lands in the middle of the call.
         state = self._state
