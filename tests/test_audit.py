@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import enum
 import json
 import logging
 import threading
@@ -14,7 +15,14 @@ from hypothesis import strategies as st
 
 from conftest import FakeClock, policy
 from policylayer_core import Effect, PolicyEngine, PolicyError
-from policylayer_core.audit import AuditEvent, AuditOptions, LoggingSink, MemorySink, MultiSink
+from policylayer_core.audit import (
+    AUDIT_TEXT_LIMIT,
+    AuditEvent,
+    AuditOptions,
+    LoggingSink,
+    MemorySink,
+    MultiSink,
+)
 
 DOC = policy(
     {
@@ -281,3 +289,167 @@ def test_event_times_are_what_datetime_writes(moment: float) -> None:
     expected = stamp.strftime("%Y-%m-%dT%H:%M:%S.") + f"{stamp.microsecond // 1000:03d}Z"
     assert _iso(moment) == expected
     assert _iso(moment) == expected  # from the cache too
+
+
+# -- recording judges values by their data, and never raises into a decision ---------------
+
+
+class Sly(dict[str, Any]):
+    """A dict whose every way of reading raises: only its storage can be trusted."""
+
+    def __iter__(self) -> Any:
+        raise RuntimeError("no iteration")
+
+    def keys(self) -> Any:
+        raise RuntimeError("no keys")
+
+    def items(self) -> Any:
+        raise RuntimeError("no items")
+
+    def __getitem__(self, key: str) -> Any:
+        raise RuntimeError("no lookup")
+
+
+class LoudKey(str):
+    """A key whose string methods raise (its hash and equality are a str's)."""
+
+    def lower(self) -> str:  # type: ignore[override]
+        raise RuntimeError("no lower")
+
+    def __str__(self) -> str:
+        raise RuntimeError("no str")
+
+    def __repr__(self) -> str:
+        raise RuntimeError("no repr")
+
+
+class Unprintable:
+    def __repr__(self) -> str:
+        raise RuntimeError("no repr")
+
+    __str__ = __repr__
+
+
+@pytest.mark.parametrize("record_args", [False, True])
+def test_recording_never_raises_into_the_decision_path(record_args: bool) -> None:
+    # Before: tuple(args) ran the subclass's __iter__, and redact its .items() and the
+    # key's .lower(), inside decide(); str() and repr() of keys and identities ran on
+    # the audit thread, where an exception stopped delivery.
+    sink = MemorySink()
+    engine = audited(sink, audit_options=AuditOptions(record_args=record_args))
+    plain = PolicyEngine(DOC, clock=FakeClock())
+    calls: list[tuple[Any, Any]] = [
+        ("open", Sly(b=1, a=2)),
+        ("open", {LoudKey("Password"): "hunter2", LoudKey("x"): 1}),
+        ("gated", Sly(a=1)),
+    ]
+    for tool, args in calls:
+        assert engine.decide("alice", tool, args) == plain.decide("alice", tool, args)
+    assert engine.decide(Unprintable(), "open").effect is Effect.DENY  # type: ignore[arg-type]
+    engine.close()
+    assert engine.auditor is not None and engine.auditor.failures == 0
+    events = decisions(sink)
+    assert [e.arg_keys for e in events] == [("a", "b"), ("Password", "x"), ("a",), ()]
+    assert events[3].identity == "[not a string: Unprintable]"
+    if record_args:
+        assert events[0].args == {"b": 1, "a": 2}
+        assert events[1].args == {"Password": "[REDACTED]", "x": 1}
+    for event in events:
+        json.loads(event.to_json())
+
+
+def test_recorded_arguments_are_judged_by_their_data() -> None:
+    class Level(enum.IntEnum):
+        HIGH = 3
+
+    class Name(str):
+        pass
+
+    class Items(tuple[Any, ...]):
+        def __iter__(self) -> Any:
+            raise RuntimeError("no iteration")
+
+    class Lying(list[Any]):
+        def __iter__(self) -> Any:
+            return iter(["not", "what", "it", "holds"])
+
+    looped: list[Any] = []
+    looped.append(looped)
+    sink = MemorySink()
+    engine = audited(sink, audit_options=AuditOptions(record_args=True))
+    args = {
+        "level": Level.HIGH,
+        "name": Name("bob"),
+        "set": {1, 2},
+        "object": Unprintable(),
+        "items": Items((1, Name("x"))),
+        "lying": Lying([1, 2]),
+        "huge": 10**5000,
+        "text": "t" * 10_000_000,
+        "looped": looped,
+        "nested": Sly(token="secret", ok=True),
+        "keys": {1: "one", None: "none", (1, 2): "pair"},
+    }
+    engine.decide("alice", "open", args)
+    engine.decide("alice", "open", {"wide": [0] * 20_000, "after": {"a": 1}})
+    many = {f"k{i:07d}": i for i in range(200_000)}
+    engine.decide("alice", "open", many)
+    engine.close()
+    event, wide, keys = decisions(sink)
+    recorded = event.args
+    assert recorded is not None
+    assert type(recorded["level"]) is int and recorded["level"] == 3
+    assert type(recorded["name"]) is str and recorded["name"] == "bob"
+    assert recorded["set"] == "[not JSON: set]" and recorded["object"] == "[not JSON: Unprintable]"
+    assert recorded["items"] == [1, "x"] and recorded["lying"] == [1, 2]
+    assert recorded["huge"] == "[an integer of 16,610 bits]"
+    assert recorded["text"] == "t" * AUDIT_TEXT_LIMIT + "… [9,995,904 more characters]"
+    assert recorded["nested"] == {"token": "[REDACTED]", "ok": True}
+    assert recorded["keys"] == {1: "one", None: "none", "[not JSON: tuple]": "pair"}
+    inner = recorded["looped"]  # the arguments are level 0, this list level 1
+    for _ in range(62):
+        inner = inner[0]
+    assert inner == ["[TOO DEEP]"]  # level 64
+    line = event.to_json()
+    assert len(line) < 3 * AUDIT_TEXT_LIMIT and json.loads(line)["args"]["level"] == 3
+    # 10,000 values in all: the arguments, the list, 9,998 of its items; the rest counted.
+    assert wide.args == {
+        "wide": [0] * 9_998 + ["[TRUNCATED: 10,002 more items]"],
+        "[TRUNCATED]": "1 more members",
+    }
+    assert keys.args is not None and len(keys.args) == 10_000
+    assert keys.args["[TRUNCATED]"] == "190,001 more members"
+    assert len(keys.arg_keys) == 1_001 and keys.arg_keys[:2] == ("k0000000", "k0000001")
+    assert keys.arg_keys[-1] == "[TRUNCATED: 199,000 more keys]"
+    assert len(keys.to_json()) < 400_000
+
+
+def test_a_failure_while_recording_is_counted_and_logged_once(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    class Panic(BaseException):
+        pass
+
+    def broken_clock() -> float:
+        raise Panic("the wall clock broke")
+
+    sink = MemorySink()
+    engine = PolicyEngine(DOC, audit=sink, clock=FakeClock(), wall_clock=broken_clock)
+    plain = PolicyEngine(DOC, clock=FakeClock())
+    for tool in ["open", "secret", "gated", "open"]:
+        assert engine.decide("a", tool) == plain.decide("a", tool)
+    engine.close()
+    assert engine.auditor is not None and engine.auditor.failures == 4
+    assert caplog.text.count("recording a decision for the audit log failed") == 1
+    assert sink.events == []
+
+
+def test_an_event_that_cannot_be_built_is_counted_and_the_rest_delivered() -> None:
+    moments: list[Any] = ["not a time", 1_700_000_000.0]
+    sink = MemorySink()
+    engine = PolicyEngine(DOC, audit=sink, clock=FakeClock(), wall_clock=lambda: moments.pop(0))
+    engine.decide("a", "open")
+    engine.decide("b", "open")
+    engine.close()
+    assert engine.auditor is not None and engine.auditor.failures == 1
+    assert [e.identity for e in decisions(sink)] == ["b"]

@@ -352,3 +352,27 @@ def test_the_engine_writes_decisions_through_the_sink(tmp_path: Path) -> None:
     records = lines(path)
     assert [(r["tool"], r["effect"]) for r in records] == [("open", "allow"), ("closed", "deny")]
     assert records[0]["arg_keys"] == ["b"] and records[0]["time"] == "2023-11-14T22:13:20.000Z"
+
+
+def test_names_utf8_cannot_carry_are_still_written(tmp_path: Path) -> None:
+    # Before: a lone surrogate in a tool name (or an identity, a session, an argument)
+    # failed the UTF-8 encoding, so a caller could keep its calls out of the log.
+    path = tmp_path / "audit.jsonl"
+    engine = PolicyEngine(
+        policy({"open": {}}, default="allow"),
+        audit=JsonlSink(path),
+        clock=FakeClock(),
+    )
+    engine.decide("m\ud800llory", "write\udfff", {"k\ud801": 1}, session="s\udc00")
+    engine.decide("bøb", "open")
+    engine.close()
+    assert engine.auditor is not None and engine.auditor.failures == 0
+    raw = path.read_bytes().decode("utf-8")  # valid UTF-8 throughout
+    first, second = (json.loads(line) for line in raw.splitlines())
+    assert (first["identity"], first["tool"], first["session"]) == (
+        "m\ud800llory",
+        "write\udfff",
+        "s\udc00",
+    )
+    assert first["arg_keys"] == ["k\ud801"] and second["tool"] == "open"
+    assert '"identity":"bøb"' in raw  # only the line that needs it is escaped

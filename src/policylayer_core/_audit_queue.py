@@ -10,6 +10,7 @@ counted and logged once per kind of error, never seen by the caller.
 
 from __future__ import annotations
 
+import heapq
 import itertools
 import logging
 import math
@@ -21,7 +22,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from policylayer_core.audit import AuditEvent, AuditOptions, AuditSink, redact
+from policylayer_core.audit import AuditEvent, AuditOptions, AuditSink, _key, audit_text, redact
 from policylayer_core.decision import Decision
 
 __all__ = ["Auditor"]
@@ -30,8 +31,11 @@ _log = logging.getLogger("policylayer_core.audit")
 _WAKE_AT = 256  # queued events that wake the thread before its interval is up
 # Events built and emitted between two hand-overs of the GIL (about 1 ms of work).
 _CHUNK = 128
+MAX_ARG_KEYS = 1_000  # argument keys one event lists
 
 Pending = tuple[float, Decision, Any, Any, tuple[Any, ...], Any, str]
+# What recording lets through: a person stopping the process (see engine._STOP).
+_STOP = (KeyboardInterrupt, SystemExit)
 
 
 def _iso(moment: float, _last: list[Any] = [None, ""]) -> str:  # noqa: B006 - a one-entry cache
@@ -63,6 +67,16 @@ def _policy_name(rule: str) -> str | None:
         return None
     token = rule[len("/policies/") :].split("/", 1)[0]
     return token.replace("~1", "/").replace("~0", "~")
+
+
+def _arg_keys(keys: tuple[Any, ...]) -> tuple[str, ...]:
+    """The sorted argument keys an event lists: each cut to AUDIT_TEXT_LIMIT characters,
+    at most MAX_ARG_KEYS of them (the first in order, then how many more there were)."""
+    names = [str(_key(key)) for key in keys]
+    if len(names) <= MAX_ARG_KEYS:
+        return tuple(sorted(names))
+    kept = heapq.nsmallest(MAX_ARG_KEYS, names)
+    return (*kept, f"[TRUNCATED: {len(names) - MAX_ARG_KEYS:,} more keys]")
 
 
 class Auditor:
@@ -100,25 +114,36 @@ class Auditor:
     def record(
         self, decision: Decision, identity: Any, session: Any, args: Any, digest: str
     ) -> None:
-        """Queue one decision; O(1), never blocks, never raises for what the caller sent."""
-        queue = self._queue
-        waiting = len(queue)
-        if waiting >= self._limit:
-            self.dropped += 1
-            return
-        values = None
-        if args.__class__ is dict or isinstance(args, dict):
-            # The keys are copied now: the caller may change its dict after the call.
-            keys: tuple[Any, ...] = tuple(args)
-            if self._opted_in and self.options.records_args(decision.tool):
+        """Queue one decision; O(1) (but for opted-in argument values), never blocks,
+        never raises: a failure here is counted in `failures` and logged once per kind,
+        and the decision it was recording stands."""
+        try:
+            queue = self._queue
+            waiting = len(queue)
+            if waiting >= self._limit:
+                self.dropped += 1
+                return
+            values = None
+            # The keys are copied now (the caller may change its dict after the call),
+            # from the dict's storage: a subclass's own __iter__ or keys() may raise.
+            is_object = True
+            if type(args) is dict:
+                keys: tuple[Any, ...] = tuple(args)
+            elif issubclass(type(args), dict):
+                keys = tuple(dict.keys(args))
+            else:
+                keys, is_object = (), False
+            if is_object and self._opted_in and self.options.records_args(decision.tool):
                 values = redact(args, self.options.redact)
-        else:
-            keys = ()
-        queue.append((self._wall(), decision, identity, session, keys, values, digest))
-        if waiting >= _WAKE_AT:
-            self._wake.set()
-        elif self._thread is None:
-            self._start()
+            queue.append((self._wall(), decision, identity, session, keys, values, digest))
+            if waiting >= _WAKE_AT:
+                self._wake.set()
+            elif self._thread is None:
+                self._start()
+        except _STOP:
+            raise
+        except BaseException as exc:
+            self._failure(exc, "recording a decision for the audit log failed")
 
     def record_reload(self, *, old: str, new: str | None, issues: tuple[str, ...] = ()) -> None:
         """Queue a reload (new is the new digest) or a failed reload (new is None)."""
@@ -175,7 +200,15 @@ class Auditor:
                 events = []
                 for _ in range(chunk):
                     item = queue.popleft()
-                    events.append(item if isinstance(item, AuditEvent) else self._event(item))
+                    if isinstance(item, AuditEvent):  # a reload, built already
+                        events.append(item)
+                        continue
+                    try:
+                        events.append(self._event(item))
+                    except _STOP:
+                        raise
+                    except BaseException as exc:  # the thread must go on delivering
+                        self._failure(exc, "building an audit event failed")
                 self._emit(events)
                 delivered = True
             if delivered:
@@ -197,17 +230,19 @@ class Auditor:
             time=_iso(moment),
             event_id=self._next_id(),
             policy_hash=digest,
-            identity=identity if isinstance(identity, str) else repr(identity),
-            session=session if session is None or isinstance(session, str) else repr(session),
-            tool=decision.tool,
+            # Caller text is cut to AUDIT_TEXT_LIMIT characters, and what is not a string
+            # is named by its class: its own repr is never called.
+            identity=audit_text(identity),
+            session=None if session is None else audit_text(session),
+            tool=audit_text(decision.tool),
             effect=decision.effect.value,
             allowed=decision.allowed,
             enforced=decision.enforced,
             rule=decision.rule,
-            reason=decision.reason,
+            reason=audit_text(decision.reason),
             retry_after=decision.retry_after,
             policy=_policy_name(decision.rule),
-            arg_keys=tuple(sorted(str(k) for k in keys)),
+            arg_keys=_arg_keys(keys),
             args=values,
         )
 
@@ -225,10 +260,21 @@ class Auditor:
     def _guard(self, call: Callable[..., Any], *args: Any) -> bool:
         try:
             call(*args)
-        except Exception as exc:  # a sink's failure is counted and logged, never raised
-            self.failures += 1
-            if type(exc) not in self._logged:
-                self._logged.add(type(exc))
-                _log.error("an audit sink failed; decisions go on", exc_info=exc)
+        except _STOP:
+            raise
+        except BaseException as exc:  # a sink's failure is counted and logged, never raised
+            self._failure(exc, "an audit sink failed; decisions go on")
             return False
         return True
+
+    def _failure(self, exc: BaseException, what: str) -> None:
+        """Count a failure and log it once per kind (with its traceback)."""
+        self.failures += 1
+        if type(exc) not in self._logged:
+            self._logged.add(type(exc))
+            try:
+                _log.error(what, exc_info=exc)
+            except _STOP:
+                raise
+            except BaseException:  # a log that fails too has nothing left to tell
+                pass

@@ -21,7 +21,7 @@ from policylayer_core._program_codegen import Run, Specialiser, general_run
 from policylayer_core._rule_parts import RuleParts, compile_rule
 from policylayer_core.argument_limits import ArgumentLimits
 from policylayer_core.conditions import describe_type
-from policylayer_core.decision import Decision, Effect
+from policylayer_core.decision import Decision, Effect, quote_caller_text
 from policylayer_core.globs import BoundedCache, GlobTable, is_glob
 from policylayer_core.jsontext import pointer_join
 from policylayer_core.model import Limit, Policy, RuleSet, ToolEntry
@@ -41,9 +41,25 @@ from policylayer_core.safe_regex import RegexLimits
 from policylayer_core.schemas import describe_violation
 from policylayer_core.validators import ArgumentValidator, compile_validator
 
-__all__ = ["ROUTE_CACHE_SIZE", "CompiledPolicy", "Route"]
+__all__ = [
+    "MAX_TOOL_NAME_LENGTH",
+    "ROUTE_CACHE_CHARS",
+    "ROUTE_CACHE_SIZE",
+    "CompiledPolicy",
+    "Route",
+]
 
+# Tool names resolved through globs or the default, remembered per policy: at most this
+# many names, adding up to at most this many characters (64 characters a name on average
+# before the character budget binds first).
 ROUTE_CACHE_SIZE = 65_536
+ROUTE_CACHE_CHARS = 4_194_304
+# The longest tool name matched against hide globs, tool globs and the default. MCP tool
+# names are 1-128 characters; this is eight times that. A longer name that no exact key
+# names is denied at "" without looking at any glob, and never remembered, so resolving a
+# name costs at most (globs + hide entries) x this many characters. Exact keys of any
+# length still match (a policy author's key is trusted; the lookup is one dict.get).
+MAX_TOOL_NAME_LENGTH = 1_024
 _SCOPES = {"grant": GRANT, "session": SESSION, "global": GLOBAL}
 _T = TypeVar("_T")  # tool names resolved through globs or the default, per policy
 
@@ -126,7 +142,7 @@ class CompiledPolicy:
         self._exact = {key: parts for key, parts in self._parts.items() if not is_glob(key)}
         self._globs = GlobTable((key, parts) for key, parts in self._parts.items() if is_glob(key))
         self._default_parts = self._compile_entry(None, ToolEntry(), all_tools)
-        self._cache: BoundedCache[Route] = BoundedCache(ROUTE_CACHE_SIZE)
+        self._cache: BoundedCache[Route] = BoundedCache(ROUTE_CACHE_SIZE, ROUTE_CACHE_CHARS)
         self.cached = self._cache.get  # read without a lock on the hot path
         self.routes: dict[str, Route] = _packed(
             {
@@ -230,8 +246,25 @@ class CompiledPolicy:
         return self.routes.get(tool) or self.cached(tool) or self.resolve_and_remember(tool)
 
     def resolve_and_remember(self, tool: str) -> Route:
-        """Resolve a name that no exact key names, and remember it in the bounded cache."""
+        """Resolve a name that no exact key names, and remember it in the bounded cache.
+
+        A name longer than `MAX_TOOL_NAME_LENGTH` is denied without being matched or
+        remembered (see `_too_long`)."""
+        if len(tool) > MAX_TOOL_NAME_LENGTH:
+            return self._too_long(tool)
         return self._cache.put(tool, self.resolve(tool))
+
+    def _too_long(self, tool: str) -> Route:
+        # Made per call, not cached: remembering it would keep the name alive.
+        reason = (
+            f"The tool name {quote_caller_text(tool)} is {len(tool):,} characters long; names "
+            f"longer than {MAX_TOOL_NAME_LENGTH:,} characters are denied unless the policy "
+            "lists them exactly (MCP tool names are 1 to 128 characters); use the tool's "
+            "real name."
+        )
+        denial = self._make(Effect.DENY, tool, "", reason)
+        steps = (Step("", "tool name too long: deny", reason),)
+        return Route(denial, None, program=None, steps=steps, listed=False)
 
     def _hide_index(self, tool: str) -> int | None:
         for index, matches in enumerate(self._hide_matchers):
@@ -253,8 +286,9 @@ class CompiledPolicy:
         hidden = self._hide_index(tool)
         if hidden is not None:
             pointer = self._ptr("hide", hidden)
-            steps.append(Step(pointer, "hidden", f"'{self._hide[hidden]}' matches '{tool}'"))
-            reason = on_deny or f"The tool '{tool}' is not available: the policy hides it."
+            shown = quote_caller_text(tool)
+            steps.append(Step(pointer, "hidden", f"'{self._hide[hidden]}' matches {shown}"))
+            reason = on_deny or f"The tool {shown} is not available: the policy hides it."
             denial = self._make(Effect.DENY, tool, pointer, reason)
             return Route(denial, None, program=None, steps=tuple(steps), listed=False)
         if parts is None:
@@ -262,7 +296,8 @@ class CompiledPolicy:
             steps.append(Step(pointer, f"no tool entry matches; default is {self._default}"))
             if self._default == "deny":
                 reason = (
-                    f"The tool '{tool}' is not allowed: the policy allows only the tools it lists."
+                    f"The tool {quote_caller_text(tool)} is not allowed: the policy allows "
+                    "only the tools it lists."
                 )
                 denial = self._make(Effect.DENY, tool, pointer, reason)
                 return Route(denial, None, program=None, steps=tuple(steps), listed=False)
@@ -271,7 +306,7 @@ class CompiledPolicy:
         if parts.action == "deny":
             pointer = parts.entry_pointer + "/action"
             steps.append(Step(pointer, "action is deny"))
-            reason = on_deny or f"The tool '{tool}' is denied by the policy."
+            reason = on_deny or f"The tool {quote_caller_text(tool)} is denied by the policy."
             denial = self._make(Effect.DENY, tool, pointer, reason)
             return Route(denial, None, program=None, steps=tuple(steps))
         return self._program_route(parts, tool, steps)
@@ -296,6 +331,11 @@ class CompiledPolicy:
         return Decision(effect, tool, rule, reason, enforced=self.enforced, retry_after=retry_after)
 
     def _instantiate(self, parts: Parts, tool: str) -> ToolProgram:
+        # Reasons name the tool as the caller spelled it, cut to a bounded prefix: a name
+        # resolved through a glob or the default is caller text, and every decision of
+        # its route is remembered in the route cache.
+        shown = quote_caller_text(tool)
+
         def make(effect: Effect, rule: str, reason: str, retry_after: float | None) -> Decision:
             return self._make(effect, tool, rule, reason, retry_after)
 
@@ -315,14 +355,14 @@ class CompiledPolicy:
 
         def not_object(args: Any) -> Decision:
             reason = (
-                f"The arguments for '{tool}' must be a JSON object, but they are "
+                f"The arguments for {shown} must be a JSON object, but they are "
                 f"{describe_type(args)}; send an object of named arguments."
             )
             return make(Effect.DENY, entry, reason, None)
 
         approval = None
         if parts.action == "approve":
-            reason = parts.on_deny or f"Every call to '{tool}' needs a human's approval."
+            reason = parts.on_deny or f"Every call to {shown} needs a human's approval."
             approval = make(Effect.APPROVAL_REQUIRED, entry + "/action", reason, None)
         allowed_by = (
             f"the policy's entry '{parts.key}'"
@@ -342,7 +382,7 @@ class CompiledPolicy:
                 decided(
                     r,
                     Effect.DENY,
-                    f"The call to '{tool}' is denied: it must meet {r.summary} (rule {r.label}).",
+                    f"The call to {shown} is denied: it must meet {r.summary} (rule {r.label}).",
                 )
                 for r in parts.requires
             ),
@@ -350,7 +390,7 @@ class CompiledPolicy:
                 decided(
                     r,
                     Effect.DENY,
-                    f"The call to '{tool}' is denied because {r.summary} (rule {r.label}).",
+                    f"The call to {shown} is denied because {r.summary} (rule {r.label}).",
                 )
                 for r in parts.deny_ifs
             ),
@@ -359,7 +399,7 @@ class CompiledPolicy:
                 decided(
                     r,
                     Effect.APPROVAL_REQUIRED,
-                    f"The call to '{tool}' needs a human's approval because {r.summary} "
+                    f"The call to {shown} needs a human's approval because {r.summary} "
                     f"(rule {r.label}).",
                 )
                 for r in parts.approve_ifs
@@ -367,7 +407,7 @@ class CompiledPolicy:
             limits=parts.limits,
             store=self._store,
             allow=make(
-                Effect.ALLOW, entry, f"The call to '{tool}' is allowed by {allowed_by}.", None
+                Effect.ALLOW, entry, f"The call to {shown} is allowed by {allowed_by}.", None
             ),
         )
 

@@ -16,7 +16,59 @@ from typing import TYPE_CHECKING, Any, Protocol
 if TYPE_CHECKING:
     from policylayer_core.ratelimit import RateLimitStore, Receipt
 
-__all__ = ["Decision", "Effect"]
+__all__ = [
+    "CALLER_TEXT_LIMIT",
+    "Decision",
+    "Effect",
+    "cut_caller_text",
+    "quote_caller_text",
+    "type_name",
+]
+
+# How many characters of a caller's text (a tool name, an identity, a session) a reason
+# shows. MCP tool names are 1-128 characters, so every name the spec allows is shown
+# whole; a longer one is cut, so a 10 MB name never becomes a 10 MB reason.
+CALLER_TEXT_LIMIT = 128
+
+
+def cut_caller_text(text: str, limit: int = CALLER_TEXT_LIMIT) -> str:
+    """`text` itself when it has at most `limit` characters; else its first `limit`
+    characters, an ellipsis and how many characters were cut:
+    `abc… [9,999,997 more characters]`.
+
+    For text a caller sent that a reason, an explanation or an audit event embeds:
+    whatever arrives, what is kept is at most `limit` characters and a short marker.
+    A `str` subclass is read as its plain characters (through `str.__str__`), so its
+    own methods are never called.
+    """
+    if type(text) is not str:
+        text = str.__str__(text)
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}… [{len(text) - limit:,} more characters]"
+
+
+def quote_caller_text(text: str, limit: int = CALLER_TEXT_LIMIT) -> str:
+    """`text` in single quotes, as reasons name a tool or an identity: `'search'`.
+
+    Longer than `limit` characters, the quotes hold the first `limit` characters and an
+    ellipsis, followed by how many were cut: `'abc…' (9,999,997 more characters)`.
+    """
+    if type(text) is not str:
+        text = str.__str__(text)
+    if len(text) <= limit:
+        return f"'{text}'"
+    return f"'{text[:limit]}…' ({len(text) - limit:,} more characters)"
+
+
+_TYPE_NAME = type.__dict__["__name__"].__get__
+
+
+def type_name(value: Any) -> str:
+    """The name of `value`'s real class, read without calling anything of the value or
+    its metaclass (`type(value).__name__` goes through a metaclass's `__name__`)."""
+    name = _TYPE_NAME(type(value))
+    return name if type(name) is str else str.__str__(name)
 
 
 class Effect(enum.StrEnum):
@@ -139,6 +191,8 @@ class Decision:
 
     def __repr__(self) -> str:
         effect, _, enforced, tool, rule, reason, retry_after = self._fields
+        if type(tool) is str:
+            tool = cut_caller_text(tool)  # the caller's name: a bounded prefix of it
         extra = "" if enforced else ", enforced=False"
         retry = "" if retry_after is None else f", retry_after={retry_after:.3f}"
         return (

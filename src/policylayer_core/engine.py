@@ -21,7 +21,13 @@ from policylayer_core._audit_queue import Auditor
 from policylayer_core.audit import AuditOptions, AuditSink
 from policylayer_core.compiler import CompiledPolicy
 from policylayer_core.conditions import describe_type
-from policylayer_core.decision import Decision, Effect
+from policylayer_core.decision import (
+    Decision,
+    Effect,
+    cut_caller_text,
+    quote_caller_text,
+    type_name,
+)
 from policylayer_core.errors import PolicyError
 from policylayer_core.globs import BoundedCache, GlobTable, is_glob
 from policylayer_core.jsontext import pointer_join
@@ -30,9 +36,24 @@ from policylayer_core.program import Step
 from policylayer_core.ratelimit import MemoryStore, RateLimitStore
 from policylayer_core.watch import FileWatch
 
-__all__ = ["IDENTITY_CACHE_SIZE", "Explanation", "PolicyEngine"]
+__all__ = [
+    "IDENTITY_CACHE_CHARS",
+    "IDENTITY_CACHE_SIZE",
+    "MAX_IDENTITY_LENGTH",
+    "Explanation",
+    "PolicyEngine",
+]
 
-IDENTITY_CACHE_SIZE = 131_072  # identities resolved through grant globs, per loaded bundle
+# Identities resolved through grant globs, remembered per loaded bundle: at most this many,
+# adding up to at most this many characters (64 an identity on average before the
+# character budget binds first).
+IDENTITY_CACHE_SIZE = 131_072
+IDENTITY_CACHE_CHARS = 8_388_608
+# The longest identity matched against grant globs. Exact grants match an identity of any
+# length; a longer one that no exact grant names is denied at "" without looking at any
+# glob, and never remembered. Generous: an email address has at most 254 characters, a
+# SPIFFE ID at most 2,048 bytes.
+MAX_IDENTITY_LENGTH = 4_096
 
 _log = logging.getLogger("policylayer_core")
 
@@ -48,7 +69,9 @@ class Explanation:
 
     def __str__(self) -> str:
         d = self.decision
-        lines = [f"{d.effect.value.upper()} {d.tool!r} at {d.rule or '(root)'}: {d.reason}"]
+        # The tool name is the caller's: a bounded prefix of it, like every reason.
+        tool = repr(cut_caller_text(d.tool))
+        lines = [f"{d.effect.value.upper()} {tool} at {d.rule or '(root)'}: {d.reason}"]
         if d.retry_after is not None:
             lines[0] += f" (retry after {d.retry_after:.3f} s)"
         if not d.enforced:
@@ -82,7 +105,9 @@ class _State:
             (k, self.policies[v]) for k, v in grants.items() if is_glob(k)
         )
         self.grant_keys = dict(grants)
-        self._cache: BoundedCache[CompiledPolicy | None] = BoundedCache(IDENTITY_CACHE_SIZE)
+        self._cache: BoundedCache[CompiledPolicy | None] = BoundedCache(
+            IDENTITY_CACHE_SIZE, IDENTITY_CACHE_CHARS
+        )
         self._no_match = object()
 
     def policy_for(self, identity: str) -> CompiledPolicy | None:
@@ -92,8 +117,15 @@ class _State:
         cached = self._cache.get(identity, self._no_match)
         if cached is not self._no_match:
             return cached  # type: ignore[return-value]
+        if len(identity) > MAX_IDENTITY_LENGTH:
+            return None  # no glob is examined and nothing is remembered (see no_grant)
         matched = self.grants_globs.match(identity)
         return self._cache.put(identity, matched[1] if matched is not None else None)
+
+    def _too_long(self, identity: str) -> bool:
+        """True when grant globs were skipped for this identity's length (with no glob,
+        nothing was skipped: the identity simply has no grant)."""
+        return len(identity) > MAX_IDENTITY_LENGTH and len(self.grants_globs) > 0
 
     def grant_steps(self, identity: str) -> list[Step]:
         if identity in self.grants_exact:
@@ -104,26 +136,71 @@ class _State:
                     self.grant_keys[identity],
                 )
             ]
+        if self._too_long(identity):
+            return [Step("", "identity too long for grant globs", cut_caller_text(identity))]
         matched = self.grants_globs.match(identity)
         if matched is None:
-            return [Step("/grants", "no grant matches", identity)]
+            return [Step("/grants", "no grant matches", cut_caller_text(identity))]
         return [Step(pointer_join("/grants", matched[0]), "grant matched by glob", matched[1].name)]
 
-
-def _no_grant(identity: str, tool: str) -> Decision:
-    reason = (
-        f"No policy applies to the identity '{identity}': no grant in the bundle matches it, "
-        "so every call is denied; ask an administrator for a grant."
-    )
-    return Decision(Effect.DENY, tool, "/grants", reason)
+    def no_grant(self, identity: str, tool: str) -> Decision:
+        """The denial for an identity that no grant gives a policy."""
+        shown = quote_caller_text(identity)
+        if self._too_long(identity):
+            reason = (
+                f"The identity {shown} is {len(identity):,} characters long; grant globs are "
+                f"matched only against identities of at most {MAX_IDENTITY_LENGTH:,} "
+                "characters, and no exact grant names it, so every call is denied; use a "
+                "shorter identity or ask an administrator for an exact grant."
+            )
+            return Decision(Effect.DENY, tool, "", reason)
+        reason = (
+            f"No policy applies to the identity {shown}: no grant in the bundle matches it, "
+            "so every call is denied; ask an administrator for a grant."
+        )
+        return Decision(Effect.DENY, tool, "/grants", reason)
 
 
 def _as_str(value: Any) -> str | None:
-    if type(value) is str:
-        return value
-    if isinstance(value, str):
+    """A plain `str` with the characters of `value`, or None when it is not a string.
+
+    Judged with `type()`, never `isinstance` or `value.__class__`, which believe a
+    `__class__` property; a real subclass is read through `str.__str__`, not its own
+    methods."""
+    kind = type(value)
+    if kind is str:
+        return value  # type: ignore[no-any-return]
+    if issubclass(kind, str):
         return str.__str__(value)  # a str subclass: keep the characters, drop the class
     return None
+
+
+# What the never-raises guard lets through: a person stopping the process. Everything
+# else (MemoryError and RecursionError included, and BaseException subclasses such as a
+# compiled extension's panic, or a stray GeneratorExit or CancelledError, which cannot
+# reach a plain function legitimately) is a failure to decide, and so a denial.
+_STOP = (KeyboardInterrupt, SystemExit)
+
+# Denials for a failure so deep that even wording its reason failed (memory exhausted,
+# the stack at its limit): made in advance, so returning one allocates nothing.
+_FAILED_REASON = (
+    "The policy engine failed while deciding this call, so the call is denied to stay "
+    "safe; the server's log may have the details."
+)
+_FAILED = {
+    True: Decision(Effect.DENY, "", "", _FAILED_REASON),
+    False: Decision(Effect.DENY, "", "", _FAILED_REASON, enforced=False),
+}
+
+
+def _log_quietly(message: str, exc: BaseException) -> None:
+    """Log a failure with its traceback; a log that fails too has nothing left to tell."""
+    try:
+        _log.error(message, exc_info=exc)
+    except _STOP:
+        raise
+    except BaseException:  # nowhere left to report it
+        pass
 
 
 class PolicyEngine:
@@ -262,18 +339,28 @@ class PolicyEngine:
     ) -> Decision:
         """decide() for an engine that audits or watches its file."""
         watch = self._watch
-        if watch is not None and watch.due(self.clock()):
+        if watch is not None:
             try:
-                self.poll()
-            except Exception as exc:  # a failed poll must not fail the call
-                _log.error("polling the policy file failed", exc_info=exc)
+                if watch.due(self.clock()):
+                    self.poll()
+            except _STOP:
+                raise
+            except BaseException as exc:  # a failed poll must not fail the call
+                _log_quietly("polling the policy file failed", exc)
+        # One read of the state: the policy that decides is the one whose hash the audit
+        # event names, even when a reload lands in the middle of the call.
         state = self._state
-        decision = PolicyEngine.decide(
-            self, identity, tool, args, session=session, approved=approved
-        )
+        try:
+            decision = self._decide_in(
+                state, identity, tool, args, session=session, approved=approved
+            )
+        except _STOP:
+            raise
+        except BaseException as exc:
+            decision = self._failed(exc, tool, state)
         auditor = self.auditor
         if auditor is not None:
-            auditor.record(decision, identity, session, args, state.digest)
+            auditor.record(decision, identity, session, args, state.digest)  # never raises
         return decision
 
     def decide(
@@ -286,6 +373,8 @@ class PolicyEngine:
         approved: bool = False,
     ) -> Decision:
         """Decide one call. Never raises: whatever arrives, a Decision comes back."""
+        # The body of `_decide_in`, written out again: a call to it would cost a quarter
+        # of a static decision. Change the two together.
         state = self._state
         try:
             if (
@@ -293,12 +382,14 @@ class PolicyEngine:
                 or type(tool) is not str
                 or (session is not None and type(session) is not str)
             ):
-                return self._odd_input(identity, tool, args, session, approved)
+                return self._odd_input(
+                    state, identity, tool, args, session=session, approved=approved
+                )
             policy = state.single
             if policy is None:
                 policy = state.policy_for(identity)
                 if policy is None:
-                    return _no_grant(identity, tool)
+                    return state.no_grant(identity, tool)
             route = (
                 policy.routes.get(tool) or policy.cached(tool) or policy.resolve_and_remember(tool)
             )
@@ -309,20 +400,58 @@ class PolicyEngine:
             if decision is not None and (args is None or type(args) is dict):
                 return decision
             return route.run(route, identity, tool, args, session, approved)
-        except Exception as exc:
-            return self._failed(exc, tool)
+        # A try costs nothing until something is raised (CPython 3.11). BaseException,
+        # not Exception: a compiled extension's panic (pyo3's PanicException) derives
+        # from it, and must deny like any other failure.
+        except _STOP:
+            raise
+        except BaseException as exc:
+            return self._failed(exc, tool, state)
+
+    def _decide_in(
+        self,
+        state: _State,
+        identity: Any,
+        tool: Any,
+        args: Any,
+        *,
+        session: Any,
+        approved: bool,
+    ) -> Decision:
+        """decide()'s body on a given state, without the guard (its callers have one)."""
+        if (
+            type(identity) is not str
+            or type(tool) is not str
+            or (session is not None and type(session) is not str)
+        ):
+            return self._odd_input(state, identity, tool, args, session=session, approved=approved)
+        policy = state.single
+        if policy is None:
+            policy = state.policy_for(identity)
+            if policy is None:
+                return state.no_grant(identity, tool)
+        route = policy.routes.get(tool) or policy.cached(tool) or policy.resolve_and_remember(tool)
+        decision = route.constant
+        if decision is not None:
+            return decision
+        decision = route.static
+        if decision is not None and (args is None or type(args) is dict):
+            return decision
+        return route.run(route, identity, tool, args, session, approved)
 
     def _odd_input(
-        self, identity: Any, tool: Any, args: Any, session: Any, approved: bool
+        self, state: _State, identity: Any, tool: Any, args: Any, *, session: Any, approved: bool
     ) -> Decision:
-        checked = self._check_input(identity, tool, session)
-        if isinstance(checked, Decision):
+        # Decided here, on the caller's state, and not through self.decide: on an audited
+        # engine that is the observed decide, which would record (and poll) a second time.
+        checked = self._check_input(state, identity, tool, session)
+        if type(checked) is Decision:
             return checked
-        who, name, sess = checked
-        return self.decide(who, name, args, session=sess, approved=approved)
+        who, name, sess = checked  # type: ignore[misc]
+        return self._decide_in(state, who, name, args, session=sess, approved=approved)
 
     def _check_input(
-        self, identity: Any, tool: Any, session: Any
+        self, state: _State, identity: Any, tool: Any, session: Any
     ) -> tuple[str, str, str | None] | Decision:
         """Plain strings for the call's names, or the denial that says which is wrong."""
         name, who, sess = _as_str(tool), _as_str(identity), _as_str(session)
@@ -336,19 +465,28 @@ class PolicyEngine:
             return who, name, sess
         # Denials made before a policy is chosen follow a plain policy's mode, so shadow
         # mode still lets every call through; in a bundle they are enforced.
-        return Decision(Effect.DENY, name or "", "", problem, enforced=self._state.enforced)
+        return Decision(Effect.DENY, name or "", "", problem, enforced=state.enforced)
 
-    def _failed(self, exc: Exception, tool: Any) -> Decision:
-        self.internal_failures += 1
-        if type(exc) not in self._failures_logged:
-            self._failures_logged.add(type(exc))
-            _log.error("policylayer_core failed while deciding a call; it was denied", exc_info=exc)
-        reason = (
-            f"The policy engine failed while deciding this call ({type(exc).__name__}), so the "
-            "call is denied to stay safe; the server's log has the details."
-        )
-        name = _as_str(tool) or ""
-        return Decision(Effect.DENY, name, "", reason, enforced=self._state.enforced)
+    def _failed(self, exc: BaseException, tool: Any, state: _State) -> Decision:
+        try:
+            self.internal_failures += 1
+            kind = type(exc)
+            if kind not in self._failures_logged:
+                self._failures_logged.add(kind)
+                _log.error(
+                    "policylayer_core failed while deciding a call; it was denied", exc_info=exc
+                )
+            reason = (
+                f"The policy engine failed while deciding this call ({type_name(exc)}), so "
+                "the call is denied to stay safe; the server's log has the details."
+            )
+            return Decision(Effect.DENY, _as_str(tool) or "", "", reason, enforced=state.enforced)
+        except _STOP:
+            raise
+        except BaseException:
+            # Even the denial could not be made (no memory left, the stack at its limit,
+            # a handler of the log failing): the one made in advance allocates nothing.
+            return _FAILED[state.enforced]
 
     def explain(
         self,
@@ -359,21 +497,30 @@ class PolicyEngine:
         session: str | None = None,
         approved: bool = False,
     ) -> Explanation:
-        """A dry run: the decision `decide()` would give, with every step; takes no tokens."""
-        checked = self._check_input(identity, tool, session)
-        if isinstance(checked, Decision):
-            return Explanation(checked, (Step("", "input rejected", checked.reason),))
-        who, name, sess = checked
+        """A dry run: the decision `decide()` would give, with every step; takes no tokens.
+
+        Never raises, like `decide()`: a failure inside the engine is a denial (with a
+        step that says so), logged and counted."""
+        state = self._state
         steps: list[Step] = []
         try:
-            decision = self._explain(who, name, args, session=sess, approved=approved, steps=steps)
-        except Exception as exc:  # explain fails closed, like decide
-            decision = self._failed(exc, name)
+            checked = self._check_input(state, identity, tool, session)
+            if type(checked) is Decision:
+                return Explanation(checked, (Step("", "input rejected", checked.reason),))
+            who, name, sess = checked  # type: ignore[misc]
+            decision = self._explain(
+                state, who, name, args, session=sess, approved=approved, steps=steps
+            )
+        except _STOP:
+            raise
+        except BaseException as exc:  # explain fails closed, like decide
+            decision = self._failed(exc, tool, state)
             steps.append(Step("", "engine failure: deny", decision.reason))
         return Explanation(decision, tuple(steps))
 
     def _explain(
         self,
+        state: _State,
         identity: str,
         tool: str,
         args: Any,
@@ -382,14 +529,13 @@ class PolicyEngine:
         approved: bool,
         steps: list[Step],
     ) -> Decision:
-        state = self._state
         policy = state.single
         if policy is None:
             steps += state.grant_steps(identity)
             policy = state.policy_for(identity)
             if policy is None:
-                return _no_grant(identity, tool)
-        route = policy.resolve(tool)
+                return state.no_grant(identity, tool)
+        route = policy.route(tool)  # the route decide() takes, over-long names included
         steps += route.steps
         if route.constant is not None:
             return route.constant
@@ -402,15 +548,28 @@ class PolicyEngine:
         Drops the tools this identity cannot see: hidden ones, those that fall to
         `default: deny`, and every tool when no grant matches the identity. A tool with
         `action: deny` stays: the format calls it "visible but always denied". In shadow
-        mode nothing is dropped.
+        mode nothing is dropped. Names that are not strings are dropped. Never raises:
+        a failure inside the engine shows nothing (and is logged and counted).
         """
         state = self._state
-        names = [n for n in names if isinstance(n, str)]
-        if not isinstance(identity, str):
+        try:
+            who = _as_str(identity)
+            if who is None:
+                return []
+            policy = state.single if state.single is not None else state.policy_for(who)
+            if policy is None:
+                return []
+            enforced, route = policy.enforced, policy.route
+            visible = []
+            for name in names:
+                # Strings judged with type(): an object that claims to be one (a __class__
+                # property) must not be looked up, where its own __hash__ and __eq__ run.
+                plain = name if type(name) is str else _as_str(name)
+                if plain is not None and (not enforced or route(plain).listed):
+                    visible.append(name)
+            return visible
+        except _STOP:
+            raise
+        except BaseException as exc:
+            self._failed(exc, "", state)
             return []
-        policy = state.single if state.single is not None else state.policy_for(identity)
-        if policy is None:
-            return []
-        if not policy.enforced:
-            return names
-        return [n for n in names if policy.route(n).listed]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 import threading
+from collections import deque
 from collections.abc import Callable, Iterable
 from fnmatch import translate
 from typing import Generic, TypeVar
@@ -73,30 +74,56 @@ class GlobTable(Generic[T]):
 
 
 class BoundedCache(Generic[V]):
-    """A dict of at most `maxsize` entries for keys that come from callers.
+    """A dict for keys that come from callers, bounded in entries and in characters.
+
+    It holds at most `maxsize` entries whose keys add up to at most `max_chars`
+    characters; a key longer than `max_chars` on its own is never remembered. So its
+    memory is bounded whatever names arrive: 50 distinct names of a megabyte each cost
+    what `max_chars` allows, not 50 MB (a cap on entries alone does not bound that).
 
     Reads are plain `dict.get` (atomic under the GIL, no lock, no bookkeeping), which
     is why this is not a cachetools LRU: an LRU reorders on every hit and needs a lock
-    around it. Inserts take a lock and evict the oldest entry when full (FIFO), so an
-    attacker sending endless new names costs one computation each, never memory.
+    around it. Inserts take a lock and evict the oldest entries (FIFO, kept in a deque:
+    `next(iter(dict))` would rescan the slots of every key deleted before it) until the
+    new one fits, so an attacker sending endless new names costs one computation each,
+    never memory.
     """
 
-    __slots__ = ("_data", "_lock", "_maxsize", "get")
+    __slots__ = ("_chars", "_data", "_lock", "_max_chars", "_maxsize", "_order", "get")
 
-    def __init__(self, maxsize: int) -> None:
+    def __init__(self, maxsize: int, max_chars: int) -> None:
         self._data: dict[str, V] = {}
+        self._order: deque[str] = deque()
         self._lock = threading.Lock()
         self._maxsize = maxsize
+        self._max_chars = max_chars
+        self._chars = 0
         self.get = self._data.get
 
     def __len__(self) -> int:
         return len(self._data)
 
+    @property
+    def chars(self) -> int:
+        """The characters of the keys held."""
+        return self._chars
+
     def put(self, key: str, value: V) -> V:
-        """Remember `value` for `key` and return it."""
+        """Remember `value` for `key` (unless `key` alone is over the budget); return it."""
+        size = len(key)
+        if size > self._max_chars:
+            return value
         with self._lock:
             data = self._data
-            if key not in data and len(data) >= self._maxsize:
-                del data[next(iter(data))]
+            if key not in data:
+                order = self._order
+                while order and (
+                    len(data) >= self._maxsize or self._chars + size > self._max_chars
+                ):
+                    oldest = order.popleft()
+                    del data[oldest]
+                    self._chars -= len(oldest)
+                order.append(key)
+                self._chars += size
             data[key] = value
         return value
