@@ -125,6 +125,14 @@ def denial(decision: Decision, why: str) -> mcp_types.CallToolResult:
     return mcp_types.CallToolResult(content=[text], is_error=True)
 
 
+def costs_nothing(result: Any) -> bool:
+    """True when an allowed call's result says its tokens go back: the tool failed (an
+    `isError` result), or the round only asks a question (`input_required`)."""
+    if result.__class__ is dict:  # what the SDK's handler chain hands middleware
+        return result.get("isError") is True or result.get("resultType") == "input_required"
+    return is_error(result) or is_input_required(result)
+
+
 def is_error(result: Any) -> bool:
     if isinstance(result, mcp_types.CallToolResult):
         return result.is_error

@@ -44,7 +44,7 @@ except ImportError as exc:  # pragma: no cover - exercised only without the extr
         "`middleware` and FastMCP is named MCPServer): pip install 'policylayer-core[mcp]'"
     ) from exc
 
-from mcp_types.methods import is_input_required
+from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 
 from policylayer_core._approvals import (
     DENIED,
@@ -65,8 +65,8 @@ from policylayer_core._mcp_calls import (
     RequestContext,
     WireResults,
     caller,
+    costs_nothing,
     default_identity,
-    is_error,
     make_gate,
     parse_responses,
     session_of,
@@ -157,8 +157,8 @@ async def _ran(d: Decision, pending: Awaitable[Any]) -> Any:
     except BaseException:
         d.refund()
         raise
-    if is_error(result) or is_input_required(result):
-        d.refund()  # a failed tool, or a round that only asks: it costs nothing
+    if costs_nothing(result):
+        d.refund()
     return result
 
 
@@ -200,21 +200,39 @@ class PolicyMiddleware(_Policy):
         )  # fmt: skip
 
     async def __call__(self, ctx: RequestContext, call_next: CallNext) -> HandlerResult:
+        # Every request and notification of the server passes here: the common allowed
+        # tools/call is kept to plain reads and one decide() (no helper coroutines).
         method = ctx.method
         if method == "tools/call":
             params = ctx.params
-            name = params.get("name") if isinstance(params, Mapping) else None
-            if params is None or not isinstance(name, str):
+            if params.__class__ is dict or isinstance(params, Mapping):
+                name = params.get("name")
+            else:
+                name = None
+            if name.__class__ is not str:
                 # Not a call the policy can judge: the SDK refuses it (INVALID_PARAMS)
                 # before any handler runs.
                 return await call_next(ctx)
+            assert params is not None  # for mypy: a name was read from it
             args, state = params.get("arguments"), params.get("requestState")
-            identity, session = await self._who(ctx)
-            common = self._common(ctx, state)
+            modern = ctx.protocol_version in MODERN_PROTOCOL_VERSIONS
+            if self._identify is None:
+                identity = default_identity()
+            else:
+                identity = await caller(self._identify, ctx)
+            session = None if modern else session_of(ctx)
+            common = state is None and not (modern and self._gate.elicit)
             if common:
                 d = await decide_off_loop(self.engine, identity, name, args, session=session)
                 if d.allowed:
-                    return await _ran(d, call_next(ctx))  # type: ignore[no-any-return]
+                    try:
+                        result = await call_next(ctx)
+                    except BaseException:
+                        d.refund()
+                        raise
+                    if costs_nothing(result):
+                        d.refund()
+                    return result
             # Past the common allowed call: a refusal, an approval, or a round across rounds.
             call = Call(ctx, identity, session, name, args)
             run = _middleware_runner(ctx, call_next)
