@@ -70,7 +70,11 @@ def servers_in_scope(frame: FrameType | None) -> dict[Kind, list[Any]]:
         return found
     for value in _values(frame):
         for kind, classes in kinds:
-            if isinstance(value, classes) and not any(value is v for v in found[kind]):
+            try:
+                match = isinstance(value, classes)
+            except Exception:  # a proxy whose __class__ raises says nothing
+                match = False
+            if match and not any(value is v for v in found[kind]):
                 found[kind].append(value)
     return found
 
