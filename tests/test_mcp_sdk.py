@@ -922,6 +922,27 @@ def test_the_decorator_is_refused_where_it_cannot_work(
         misuse(PolicyEngine.from_dict(DECORATED_POLICY))
 
 
+async def test_a_fastmcp_guard_decorated_out_of_sight_says_what_to_use_when_called(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Decorated where no server is in scope, FastMCP's guard cannot tell it is headed for
+    an MCPServer; its calls fail, and the server's log names the right integration."""
+    pytest.importorskip("fastmcp")
+    from policylayer_core import fastmcp as for_fastmcp  # noqa: PLC0415 - the other extra
+
+    def rename(task_id: str) -> str:
+        return task_id
+
+    guarded_rename = for_fastmcp.policy_guard(PolicyEngine.from_dict(DECORATED_POLICY))(rename)
+    server = MCPServer("misuse")
+    server.add_tool(guarded_rename)
+    async with Client(server) as client:
+        result = await client.call_tool("rename", {"task_id": "T-1"})
+    assert result.is_error and text(result) == "Error executing tool rename"
+    causes = [str(r.exc_info[1].__cause__) for r in caplog.records if r.exc_info and r.exc_info[1]]
+    assert any("use policylayer_core.mcp.policy_guard" in cause for cause in causes), causes
+
+
 async def _confirm_wipe(ctx: Context) -> bool:
     return True
 
