@@ -229,6 +229,8 @@ BUDGETS: dict[str, Sequence[Budget]] = {
     val.OURS: [Ratio(val.FASTJSONSCHEMA, "fastjsonschema")],
     mw.POLICY: [MaxMedian(3_000, above=mw.BARE)],
     mw.POLICY_STATIC: [MaxMedian(3_000, above=mw.BARE)],
+    mw.SDK_POLICY: [MaxMedian(3_000, above=mw.BARE)],
+    mw.SDK_POLICY_STATIC: [MaxMedian(3_000, above=mw.BARE)],
     aud.AUDIT_STATIC: [Ratio(eng.STATIC_ALLOW, "decide() without audit", within=3.0)],
     aud.AUDIT_REALISTIC: [Ratio(eng.REALISTIC, "decide() without audit", within=3.0)],
     MEMORY_KEY: [MaxBytes(150)],
@@ -258,6 +260,8 @@ COMPARED_WITH: dict[str, tuple[str, str]] = {
     rds.REALISTIC_REDIS: (rds.PING, "Redis PING"),
     mw.POLICY: (mw.RATE_LIMITING, "FastMCP RateLimitingMiddleware"),
     mw.POLICY_STATIC: (mw.RATE_LIMITING, "FastMCP RateLimitingMiddleware"),
+    mw.SDK_POLICY: (mw.RATE_LIMITING, "FastMCP RateLimitingMiddleware"),
+    mw.SDK_POLICY_STATIC: (mw.RATE_LIMITING, "FastMCP RateLimitingMiddleware"),
 }
 
 

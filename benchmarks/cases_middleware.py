@@ -14,11 +14,17 @@ prebuilt `ToolResult`, so the rows differ only by the hook in front of it:
 * the same over the static policy, calling qflow_task_get (a static allow): the
   integration's own cost with the cheapest decision;
 * FastMCP's `RateLimitingMiddleware.on_request`, per-client token buckets (the default
-  "global" client id), at 10^9 requests a second so that it never refuses.
+  "global" client id), at 10^9 requests a second so that it never refuses;
+* `policylayer_core.mcp.PolicyMiddleware`, the MCP SDK's middleware form
+  `(ctx, call_next)`, over the same two policies and calls: its `ctx` is the SDK's
+  `ServerRequestContext` of a 2026-07-28 tools/call without HTTP (raw params, no
+  session, no access token), and `call_next` returns the prebuilt wire dict the SDK's
+  handler chain returns.
 
 Each row awaits the same adapter shape, `fn(context, call_next, middleware)`, so the
 medians minus the bare row's median are what each middleware adds to a call. FastMCP is
-the `fastmcp` extra: without it the rows show as "not installed".
+the `fastmcp` extra and the SDK the `mcp` extra: without one its rows show as "not
+installed".
 """
 
 from __future__ import annotations
@@ -36,6 +42,9 @@ __all__ = [
     "POLICY",
     "POLICY_STATIC",
     "RATE_LIMITING",
+    "SDK_KEYS",
+    "SDK_POLICY",
+    "SDK_POLICY_STATIC",
     "middleware_rows",
 ]
 
@@ -43,14 +52,19 @@ BARE = "mw.bare_call_next"
 POLICY = "mw.policy_middleware"
 POLICY_STATIC = "mw.policy_middleware_static"
 RATE_LIMITING = "mw.fastmcp_rate_limiting"
+SDK_POLICY = "mw.sdk_policy_middleware"
+SDK_POLICY_STATIC = "mw.sdk_policy_middleware_static"
 
 NAMES = {
     BARE: "middleware: bare await call_next (the base)",
     POLICY: "middleware: PolicyMiddleware, realistic qflow_task_batch (allowed)",
     POLICY_STATIC: "middleware: PolicyMiddleware, static allow (qflow_task_get)",
     RATE_LIMITING: "middleware: FastMCP RateLimitingMiddleware (per client)",
+    SDK_POLICY: "middleware: MCP SDK PolicyMiddleware, realistic qflow_task_batch (allowed)",
+    SDK_POLICY_STATIC: "middleware: MCP SDK PolicyMiddleware, static allow (qflow_task_get)",
 }
 KEYS = [BARE, POLICY, POLICY_STATIC, RATE_LIMITING]
+SDK_KEYS = [SDK_POLICY, SDK_POLICY_STATIC]
 
 
 async def _bare(context: Any, call_next: Any, middleware: Any) -> Any:
@@ -63,6 +77,10 @@ async def _policy(context: Any, call_next: Any, middleware: Any) -> Any:
 
 async def _rate_limiting(context: Any, call_next: Any, middleware: Any) -> Any:
     return await middleware.on_request(context, call_next)
+
+
+async def _sdk_policy(context: Any, call_next: Any, middleware: Any) -> Any:
+    return await middleware(context, call_next)
 
 
 def _build() -> list[Case]:
@@ -132,5 +150,51 @@ def _build() -> list[Case]:
     ]  # fmt: skip
 
 
+def _build_sdk() -> list[Case]:
+    import mcp_types  # noqa: PLC0415 - the mcp extra
+    from mcp.server.context import ServerRequestContext  # noqa: PLC0415
+
+    from policylayer_core import PolicyEngine  # noqa: PLC0415
+    from policylayer_core.mcp import PolicyMiddleware  # noqa: PLC0415
+
+    def context(tool: str, args: dict[str, Any]) -> Any:
+        # What the SDK's runner hands middleware for a 2026-07-28 tools/call over stdio:
+        # raw params, and a per-request session the allowed path never touches.
+        return ServerRequestContext(
+            session=None,  # type: ignore[arg-type]
+            lifespan_context={},
+            protocol_version="2026-07-28",
+            method="tools/call",
+            params={"name": tool, "arguments": args},
+            request_id=1,
+        )
+
+    batch = Feed.const(context("qflow_task_batch", dict(policies.BATCH_ARGS)))
+    get = Feed.const(context("qflow_task_get", {}))
+    text = mcp_types.TextContent(type="text", text="ok")
+    done = mcp_types.CallToolResult(content=[text]).model_dump(
+        by_alias=True, mode="json", exclude_none=True
+    )
+
+    async def call_next(_: Any) -> Any:
+        return done
+
+    realistic = PolicyMiddleware(PolicyEngine.from_dict(policies.realistic_policy()))
+    static = PolicyMiddleware(PolicyEngine.from_dict(policies.static_policy()))
+
+    def returns_result(result: Any) -> str | None:
+        return None if result is done else f"expected the tool's result, got {result!r}"
+
+    return [
+        Case(SDK_POLICY, NAMES[SDK_POLICY], _sdk_policy, Shape.AWAIT3, batch,
+             (call_next, realistic), returns_result, group="middleware"),
+        Case(SDK_POLICY_STATIC, NAMES[SDK_POLICY_STATIC], _sdk_policy, Shape.AWAIT3, get,
+             (call_next, static), returns_result, group="middleware"),
+    ]  # fmt: skip
+
+
 def middleware_rows(sizes: Sizes) -> list[Row]:
-    return optional(NAMES, KEYS, _build, group="middleware")
+    fastmcp = optional(NAMES, KEYS, _build, group="middleware")
+    sdk = optional(NAMES, SDK_KEYS, _build_sdk, group="middleware")
+    # The SDK's rows beside FastMCP's PolicyMiddleware rows, above its RateLimitingMiddleware.
+    return fastmcp[:3] + sdk + fastmcp[3:]

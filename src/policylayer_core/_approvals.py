@@ -1,8 +1,11 @@
-"""Deciding one tool call for `policylayer_core.fastmcp`: refusals, approvals, tickets.
+"""Deciding one tool call for the MCP integrations: refusals, approvals, tickets.
 
-`Gate` runs a call through the engine for both integrations (the middleware and the
-decorator); they differ in what "run the tool" means and in the shape of its result
-(`Results`). Approvals travel two ways, by protocol era:
+`Gate` runs a call through the engine for every integration (`policylayer_core.fastmcp`
+and `policylayer_core.mcp`, each with a middleware and a decorator); they differ in what
+"run the tool" means and in the shape of its result and of a refusal (`Results`), and in
+how the client is reached for a question (`Peer`). This module imports neither FastMCP
+nor the MCP SDK's server, only the protocol's types. Approvals travel two ways, by
+protocol era:
 
 * **2025-11-25 and older**: the server sends `elicitation/create` over the session's
   back-channel while the call waits, and goes on with the answer.
@@ -30,15 +33,10 @@ from typing import Any, Generic, Literal, Protocol, TypeAlias, TypeVar
 
 import mcp_types
 from cachetools import TTLCache
-from fastmcp.exceptions import ToolError
-from fastmcp.server.context import Context
-from fastmcp.server.dependencies import FastMCPRequestContext
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 
 from policylayer_core.decision import Decision, Effect
 from policylayer_core.engine import PolicyEngine
-
-_log = logging.getLogger("policylayer_core.fastmcp")
 
 DENIED = "[POLICY DENIED] "
 APPROVAL_KEY = "policylayer/approval"  # the key of our question in `input_requests`
@@ -99,35 +97,46 @@ Approver: TypeAlias = ApproverCallback | Literal["elicit"] | None
 R = TypeVar("R")
 
 
-def is_modern(rc: FastMCPRequestContext | None) -> bool:
+class _Versioned(Protocol):
+    @property
+    def protocol_version(self) -> str | None: ...
+
+
+def is_modern(rc: _Versioned | None) -> bool:
     """True on a 2026-07-28 connection: no session, no server-initiated requests."""
     return rc is not None and rc.protocol_version in MODERN_PROTOCOL_VERSIONS
 
 
-def _modern(ctx: Context | None) -> bool:
-    return is_modern(ctx.request_context if ctx is not None else None)
-
-
-def _can_elicit(ctx: Context | None) -> bool:
-    """Whether the client declared form elicitation (for this request, on 2026-07-28)."""
-    try:
-        capabilities = ctx.session.client_capabilities if ctx is not None else None
-    except RuntimeError:  # no session
-        return False
+def can_elicit_form(capabilities: mcp_types.ClientCapabilities | None) -> bool:
+    """Whether these client capabilities declare form elicitation."""
     elicitation = capabilities.elicitation if capabilities is not None else None
     # `elicitation: {}` predates the form/url split and means form.
     return elicitation is not None and (elicitation.form is not None or elicitation.url is None)
 
 
-def refuse(decision: Decision, why: str = "") -> ToolError:
-    """The error a client sees: `[POLICY DENIED] ` and the reason (and why no approval)."""
-    # A refusal is the policy working, not a failing tool: FastMCP logs a ToolError raised
-    # inside a tool at its `log_level`, ERROR unless told otherwise ("Error calling tool"
-    # for every denial of a decorated tool). The audit log is where refusals are recorded.
-    return ToolError(
-        DENIED + (f"{decision.reason} {why}" if why else decision.reason),
-        log_level=logging.DEBUG,
-    )
+def refusal_text(decision: Decision, why: str = "") -> str:
+    """What a client reads: `[POLICY DENIED] `, the reason, and why there was no approval."""
+    return DENIED + (f"{decision.reason} {why}" if why else decision.reason)
+
+
+class Peer(Protocol):
+    """How an integration reaches the client of a call, given the call's `Call.ctx`."""
+
+    log: logging.Logger  # where a failed question or a failing approver is logged
+
+    def modern(self, ctx: Any) -> bool:
+        """True when the call came over 2026-07-28 (questions end the round)."""
+        ...
+
+    def can_elicit(self, ctx: Any) -> bool:
+        """Whether the client declared form elicitation (for this request, on 2026-07-28)."""
+        ...
+
+    async def elicit(
+        self, ctx: Any, message: str, schema: dict[str, Any]
+    ) -> mcp_types.ElicitResult:
+        """Ask over the session's back-channel (2025-11-25 and older); raises on failure."""
+        ...
 
 
 def _approval_message(tool: str, args: Any, reason: str) -> str:
@@ -241,7 +250,11 @@ def _read_continuation(
 
 
 class Results(Protocol[R]):
-    """How an integration's tool results look."""
+    """How an integration's tool results, and its refusals, look."""
+
+    def refused(self, decision: Decision, why: str) -> R:
+        """The refusal of a call (`refusal_text`): a result, or an exception raised."""
+        ...
 
     def asking(self, question: mcp_types.InputRequiredResult) -> R:
         """The result that ends this round with our question (2026-07-28)."""
@@ -266,9 +279,9 @@ Run: TypeAlias = Callable[[View | None], Awaitable[R]]
 
 @dataclass(frozen=True, slots=True)
 class Call:
-    """One tools/call as the policy sees it."""
+    """One tools/call as the policy sees it; `ctx` is what the integration's `Peer` reads."""
 
-    ctx: Context | None
+    ctx: Any
     identity: str
     session: str | None
     tool: str
@@ -283,6 +296,7 @@ class Gate:
         engine: PolicyEngine,
         approver: Approver,
         *,
+        peer: Peer,
         approval_ttl: float,
         max_pending: int,
         clock: Callable[[], float] | None,
@@ -290,6 +304,7 @@ class Gate:
         if not (approver is None or approver == "elicit" or callable(approver)):
             raise ValueError(f"approver must be None, 'elicit' or a callable, not {approver!r}")
         self.engine = engine
+        self.peer = peer
         self.approver = approver
         self.elicit = approver == "elicit"
         self.pending = PendingApprovals(
@@ -305,12 +320,12 @@ class Gate:
         state: str | None = None,
         responses: Mapping[str, mcp_types.InputResponse] | None = None,
     ) -> R:
-        """Run the call, refuse it (ToolError), or ask the client (a result).
+        """Run the call, refuse it (`results.refused`), or ask the client (a result).
 
         `state` and `responses` are the round's `request_state` and `input_responses`.
         """
         round_ = _Round(self, call, run, results)
-        if _modern(call.ctx):
+        if self.peer.modern(call.ctx):
             cont = _read_continuation(state, responses)
             if cont is not None:
                 return await round_.resume(cont)
@@ -343,30 +358,30 @@ class _Round(Generic[R]):
         if d.allowed:
             return await self.execute(d, view, approved=False)
         if d.effect is not Effect.APPROVAL_REQUIRED:
-            raise refuse(d)
+            return self.results.refused(d, "")
         return await self.approve(d, view)
 
     async def approve(self, d: Decision, view: View | None) -> R:
         """`d` needs approval: get it from the approver and run the call, or refuse it."""
         approver = self.gate.approver
         if approver is None:
-            raise refuse(d)
+            return self.results.refused(d, "")
         if approver == "elicit":
-            if _modern(self.call.ctx):
-                if not _can_elicit(self.call.ctx):
-                    raise refuse(d, NO_ELICITATION)
+            if self.gate.peer.modern(self.call.ctx):
+                if not self.gate.peer.can_elicit(self.call.ctx):
+                    return self.results.refused(d, NO_ELICITATION)
                 return self.results.asking(self.question(d))
             approved, why = await self._elicit(d)
         else:
             approved, why = await self._callback(approver, d)
         if not approved:
-            raise refuse(d, why)
+            return self.results.refused(d, why)
         return await self.approved(view)
 
     async def approved(self, view: View | None) -> R:
         d = await self._decide(approved=True)  # every other rule and every limit still applies
         if not d.allowed:
-            raise refuse(d)
+            return self.results.refused(d, "")
         return await self.execute(d, view, approved=True)
 
     async def first_round(self, view: View | None) -> R:
@@ -379,7 +394,7 @@ class _Round(Generic[R]):
         if getattr(engine, "auditor", None) is not None:
             probe = engine.explain(c.identity, c.tool, c.args, session=c.session).decision
             needs = probe.effect is Effect.APPROVAL_REQUIRED and not probe.allowed
-            if needs and _can_elicit(c.ctx):
+            if needs and self.gate.peer.can_elicit(c.ctx):
                 return self.results.asking(self.question(probe))
         return await self.decide(view)
 
@@ -404,10 +419,10 @@ class _Round(Generic[R]):
         if d.allowed:  # the policy changed between the rounds: no approval needed now
             return await self.execute(d, cont.inner, approved=False)
         if d.effect is not Effect.APPROVAL_REQUIRED:
-            raise refuse(d)
+            return self.results.refused(d, "")
         if answer.action == "accept":
             return await self.approved(cont.inner)
-        raise refuse(d, DECLINED if answer.action == "decline" else CANCELLED)
+        return self.results.refused(d, DECLINED if answer.action == "decline" else CANCELLED)
 
     def question(self, d: Decision) -> mcp_types.InputRequiredResult:
         """Our question for a 2026-07-28 client, with a fresh one-time ticket."""
@@ -436,7 +451,7 @@ class _Round(Generic[R]):
             # call keeps its approval for the tool's next round, under a new ticket.
             d.refund()
             c = self.call
-            if approved and _modern(c.ctx):
+            if approved and self.gate.peer.modern(c.ctx):
                 token = self.gate.pending.issue(c.identity, c.tool, c.args, approved=True)
                 state = _encode_state(token, asked.request_state)
                 result = self.results.rewrap(
@@ -449,17 +464,15 @@ class _Round(Generic[R]):
 
     async def _elicit(self, d: Decision) -> tuple[bool, str]:
         """Ask the person over the session's back-channel (2025-11-25 and older)."""
-        ctx, c = self.call.ctx, self.call
-        if ctx is None or not _can_elicit(ctx):
+        c, peer = self.call, self.gate.peer
+        if not peer.can_elicit(c.ctx):
             return False, NO_ELICITATION
         try:
-            answer = await ctx.session.elicit_form(
-                _approval_message(c.tool, c.args, d.reason),
-                dict(_NO_FIELDS),
-                related_request_id=ctx.request_id,
+            answer = await peer.elicit(
+                c.ctx, _approval_message(c.tool, c.args, d.reason), dict(_NO_FIELDS)
             )
         except Exception as exc:
-            _log.warning("asking for approval of %r failed", c.tool, exc_info=exc)
+            peer.log.warning("asking for approval of %r failed", c.tool, exc_info=exc)
             return False, f"Asking a person for approval failed ({type(exc).__name__})."
         if answer.action == "accept":
             return True, ""
@@ -473,6 +486,8 @@ class _Round(Generic[R]):
             if inspect.isawaitable(verdict):
                 verdict = await verdict
         except Exception as exc:
-            _log.error("the approver failed on %r; the call is denied", c.tool, exc_info=exc)
+            self.gate.peer.log.error(
+                "the approver failed on %r; the call is denied", c.tool, exc_info=exc
+            )
             return False, f"The approver failed ({type(exc).__name__}), so the call is denied."
         return verdict is True, REFUSED

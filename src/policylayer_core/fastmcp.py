@@ -26,6 +26,8 @@ from __future__ import annotations
 import dataclasses
 import functools
 import inspect
+import logging
+import sys
 from collections.abc import Awaitable, Callable, Coroutine, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any, ParamSpec, Protocol, TypeAlias, TypeVar, overload
@@ -39,6 +41,7 @@ except ImportError as exc:  # pragma: no cover - exercised only without the extr
 
 import mcp_types
 from fastmcp.decorators import get_fastmcp_meta
+from fastmcp.exceptions import ToolError
 from fastmcp.server.context import Context
 from fastmcp.server.dependencies import (
     FastMCPRequestContext,
@@ -63,11 +66,13 @@ from policylayer_core._approvals import (
     Gate,
     Results,
     View,
+    can_elicit_form,
     decide_off_loop,
     is_modern,
-    refuse,
+    refusal_text,
 )
-from policylayer_core.decision import Effect
+from policylayer_core._which_server import decorated_for
+from policylayer_core.decision import Decision, Effect
 from policylayer_core.engine import PolicyEngine
 
 __all__ = ["DENIED", "ApprovalRequest", "Approver", "Identify", "PolicyMiddleware", "policy_guard"]
@@ -79,6 +84,8 @@ T = TypeVar("T")
 
 _APPROVAL_TTL = 600.0  # seconds a 2026-07-28 approval question stays answerable
 _MAX_PENDING = 10_000  # questions waiting for an answer, at most (oldest forgotten first)
+
+_log = logging.getLogger("policylayer_core.fastmcp")
 
 
 # -- who is calling, in which session --------------------------------------------------------
@@ -123,10 +130,44 @@ async def _identity(identify: Identify | None, ctx: Context | None) -> str:
     return await who if inspect.isawaitable(who) else who
 
 
+def refuse(decision: Decision, why: str = "") -> ToolError:
+    """The error a client sees: `[POLICY DENIED] ` and the reason (and why no approval)."""
+    # A refusal is the policy working, not a failing tool: FastMCP logs a ToolError raised
+    # inside a tool at its `log_level`, ERROR unless told otherwise ("Error calling tool"
+    # for every denial of a decorated tool). The audit log is where refusals are recorded.
+    return ToolError(refusal_text(decision, why), log_level=logging.DEBUG)
+
+
+class _FastMCPPeer:
+    """How the gate reaches a FastMCP client: through the call's FastMCP `Context`."""
+
+    log = _log
+
+    def modern(self, ctx: Context | None) -> bool:
+        return is_modern(ctx.request_context if ctx is not None else None)
+
+    def can_elicit(self, ctx: Context | None) -> bool:
+        try:
+            capabilities = ctx.session.client_capabilities if ctx is not None else None
+        except RuntimeError:  # no session
+            return False
+        return can_elicit_form(capabilities)
+
+    async def elicit(
+        self, ctx: Context | None, message: str, schema: dict[str, Any]
+    ) -> mcp_types.ElicitResult:
+        if ctx is None:
+            raise RuntimeError("no FastMCP Context to ask the client through")
+        return await ctx.session.elicit_form(message, schema, related_request_id=ctx.request_id)
+
+
+_PEER = _FastMCPPeer()
+
+
 def _gate(engine: PolicyEngine, identify: Any, approver: Approver, **options: Any) -> Gate:
     if identify is not None and not callable(identify):
         raise TypeError(f"identify must be a callable, not {identify!r}")
-    return Gate(engine, approver, **options)
+    return Gate(engine, approver, peer=_PEER, **options)
 
 
 @contextmanager
@@ -161,6 +202,9 @@ def _bound_view(ctx: Context | None, view: View | None) -> Iterator[None]:
 class _ToolResults(Results[ToolResult]):
     """Results as the middleware sees them: `ToolResult`, an ask is `InputRequiredToolResult`."""
 
+    def refused(self, decision: Decision, why: str) -> ToolResult:
+        raise refuse(decision, why)
+
     def asking(self, question: mcp_types.InputRequiredResult) -> ToolResult:
         return InputRequiredToolResult(question)
 
@@ -176,6 +220,9 @@ class _ToolResults(Results[ToolResult]):
 
 class _RawResults(Results[Any]):
     """Results as a tool function returns them: anything, an ask is `InputRequiredResult`."""
+
+    def refused(self, decision: Decision, why: str) -> Any:
+        raise refuse(decision, why)
 
     def asking(self, question: mcp_types.InputRequiredResult) -> Any:
         return question  # FastMCP wraps what a tool returns into InputRequiredToolResult
@@ -357,6 +404,8 @@ def policy_guard(
             )
         if not callable(fn):
             raise TypeError(f"policy_guard takes the tool's function, not {fn!r}")
+        if decorated_for(fn, sys._getframe(1)) == "mcp":
+            raise TypeError(_FOR_THE_SDK.format(fn=fn))
         name = tool if tool is not None else getattr(fn, "__name__", None)
         if not isinstance(name, str):
             raise TypeError(f"policy_guard cannot tell the tool's name of {fn!r}: pass tool=")
@@ -364,7 +413,10 @@ def policy_guard(
 
         @functools.wraps(fn)
         async def guarded(*args: Any, **kwargs: Any) -> Any:
-            ctx = get_context()
+            try:
+                ctx = get_context()
+            except RuntimeError as exc:
+                raise RuntimeError(_NO_CONTEXT.format(name=name)) from exc
             identity = await _identity(identify, ctx)
             sent, state, responses = _wire_call(ctx, name)
             if sent is None:
@@ -382,6 +434,19 @@ def policy_guard(
         return guarded
 
     return decorate
+
+
+_FOR_THE_SDK = (
+    "policylayer_core.fastmcp.policy_guard guards FastMCP tools, but {fn!r} is being "
+    "decorated for the MCP SDK's MCPServer (mcp.server.mcpserver), where it could never "
+    "find its FastMCP context: use policylayer_core.mcp.policy_guard (pip install "
+    "'policylayer-core[mcp]'), below @server.tool(), or policylayer_core.mcp.PolicyMiddleware"
+)
+_NO_CONTEXT = (
+    "policy_guard on {name!r} found no FastMCP request context: "
+    "policylayer_core.fastmcp.policy_guard guards tools of a FastMCP server called by a "
+    "client. For a tool of the MCP SDK's MCPServer use policylayer_core.mcp.policy_guard."
+)
 
 
 def _wire_call(
