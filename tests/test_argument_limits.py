@@ -558,7 +558,9 @@ def test_bad_arguments_sections_are_load_errors_with_pointer_and_line() -> None:
     assert messages[2] == 'This value must be a valid integer, but it is "100".'
     assert messages[3] == "This value must be a valid integer, but it is 2.5."
     assert messages[4] == "This value must be a valid integer, but it is true."
-    assert messages[5] == "This value must be 'deny' or 'ignore', but it is \"block\"."
+    assert messages[5] == (
+        "This value must be 'deny' or 'ignore', but it is \"block\". Did you mean 'deny'?"
+    )
     assert messages[6] == (
         "Unknown key 'max_lenght' in the arguments section. Did you mean 'max_string_length'? "
         "The keys allowed in the arguments section are: max_depth, max_items, max_regex_input, "
