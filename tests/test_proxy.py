@@ -534,27 +534,39 @@ mcp.run(show_banner=False)
 """
 
 
-async def test_an_upstream_that_exits_stops_the_proxy_with_status_4(marker: Path) -> None:
-    """The upstream exits while the proxy serves a client that keeps its stdin open: the
-    proxy says so in one line and exits with 4, and leaves nothing running."""
+@pytest.mark.parametrize("front", ["stdio", "http"])
+async def test_an_upstream_that_exits_stops_the_proxy_with_status_4(
+    front: str, marker: Path
+) -> None:
+    """The upstream exits while the proxy serves (over stdio, a client that keeps its
+    stdin open): the proxy says so in one line and exits with 4, leaving nothing running."""
     script = marker / "crashing_server.py"
     script.write_text(CRASHING_SERVER, "utf-8")
     policy = marker / "policy.json"
     policy.write_text(json.dumps({"version": "1", "default": "allow"}), "utf-8")
-    status, log = marker / "status", marker / "stderr.log"
-    # The proxy's exit status, written down by the shell that runs it.
-    wrapper = f'"$@"; echo $? > {shlex.quote(str(status))}'
-    argv = ["-c", wrapper, "sh", *proxy_argv("--policy", policy, "--", sys.executable, script)]
-    transport = StdioTransport("sh", argv, env=source_env(), keep_alive=False, log_file=log)
-    async with Client(transport, mode="legacy") as client:
-        assert [tool.name for tool in await client.list_tools()] == ["crash"]
-        with contextlib.suppress(Exception):  # the connection may end before an answer
-            await client.call_tool("crash", {}, raise_on_error=False)
-        deadline = time.monotonic() + DEADLINE
-        while not status.exists() or not status.read_text():
-            assert time.monotonic() < deadline, f"the proxy did not stop:\n{lines(log)}"
-            await asyncio.sleep(0.1)
-    assert status.read_text().strip() == "4"
+    log = marker / "stderr.log"
+    if front == "stdio":
+        status = marker / "status"
+        # The proxy's exit status, written down by the shell that runs it.
+        wrapper = f'"$@"; echo $? > {shlex.quote(str(status))}'
+        argv = ["-c", wrapper, "sh", *proxy_argv("--policy", policy, "--", sys.executable, script)]
+        transport = StdioTransport("sh", argv, env=source_env(), keep_alive=False, log_file=log)
+        async with Client(transport, mode="legacy") as client:
+            assert [tool.name for tool in await client.list_tools()] == ["crash"]
+            with contextlib.suppress(Exception):  # the connection may end before an answer
+                await client.call_tool("crash", {}, raise_on_error=False)
+            deadline = time.monotonic() + DEADLINE
+            while not status.exists() or not status.read_text():
+                assert time.monotonic() < deadline, f"the proxy did not stop:\n{lines(log)}"
+                await asyncio.sleep(0.1)
+        assert status.read_text().strip() == "4"
+    else:
+        argv = proxy_argv("--policy", policy, "--http", "0", "--", sys.executable, script)
+        with running(argv, log) as proxy:
+            async with Client(await served_url(log, proxy)) as client:
+                with contextlib.suppress(Exception):
+                    await client.call_tool("crash", {}, raise_on_error=False)
+            assert proxy.wait(timeout=DEADLINE) == 4
     said = [line for line in lines(log) if line.startswith(PREFIX)]
     assert said[-1] == PREFIX + (
         f"the upstream server {shlex.join([sys.executable, str(script)])!r} exited with "
