@@ -450,6 +450,40 @@ async def test_an_http_upstream(marker: Path) -> None:
         )
 
 
+ASKING_SERVER = """
+from fastmcp import Context, FastMCP
+
+mcp = FastMCP("asking")
+
+
+@mcp.tool
+async def ask(ctx: Context) -> str:
+    try:
+        answer = await ctx.elicit("May I?", response_type=bool)
+    except Exception as exc:
+        return f"refused: {exc}"
+    return f"answered: {answer.action}"
+
+
+mcp.run(show_banner=False)
+"""
+
+
+async def test_a_command_upstream_cannot_ask_the_proxys_clients(marker: Path) -> None:
+    """The one session with a command upstream belongs to no client: the server's own
+    elicitation is refused, never put to whichever client is calling."""
+    script = marker / "asking_server.py"
+    script.write_text(ASKING_SERVER, "utf-8")
+    policy = marker / "policy.json"
+    policy.write_text(json.dumps({"version": "1", "default": "allow"}), "utf-8")
+    person = Person("accept")
+    transport = over_stdio("--policy", policy, "--", sys.executable, script, log=marker / "log")
+    async with Client(transport, mode="legacy", elicitation_handler=person) as client:
+        answer = await client.call_tool("ask", {})
+    assert answer.data == "refused: No active context found."
+    assert person.asked == []
+
+
 # -- live reload ------------------------------------------------------------------------------
 
 
