@@ -337,8 +337,8 @@ async def served_url(log: Path, process: subprocess.Popen[bytes]) -> str:
 
 async def test_http_front_with_identities_from_bearer_tokens(files: Path) -> None:
     """Over streamable HTTP with JWT bearer tokens, each caller is its token's client id:
-    alice's writes run out, bob's do not; without a token there is no way in; with
-    --no-approvals an edit is refused with the rule's reason; SIGTERM ends it with 0."""
+    alice's writes run out, bob's do not; without a token there is no way in; an edit is
+    put to the user on either era (alice accepts, bob declines); SIGTERM ends it with 0."""
     server = filesystem_server()
     keys = RSAKeyPair.generate()
     public_key = files.parent / "key.pem"
@@ -346,7 +346,7 @@ async def test_http_front_with_identities_from_bearer_tokens(files: Path) -> Non
     issuer, audience = "https://issuer.example", "policylayer-proxy"
     log = files.parent / "stderr.log"
     argv = proxy_argv(
-        "--policy", POLICY, "--http", "127.0.0.1:0", "--no-approvals",
+        "--policy", POLICY, "--http", "127.0.0.1:0",
         "--identity-from-auth", "--auth-public-key", public_key,
         "--auth-issuer", issuer, "--auth-audience", audience, "--", *server, files,
     )  # fmt: skip
@@ -358,8 +358,12 @@ async def test_http_front_with_identities_from_bearer_tokens(files: Path) -> Non
 
     with running(argv, log) as proxy:
         url = await served_url(log, proxy)
-        for who, mode in (("alice", "auto"), ("bob", "legacy")):
-            async with Client(url, auth=token(who), mode=mode) as client:
+        notes = files / "notes.txt"
+        for who, mode, answer in (("alice", "auto", "accept"), ("bob", "legacy", "decline")):
+            person = Person(answer)
+            async with Client(
+                url, auth=token(who), mode=mode, elicitation_handler=person
+            ) as client:
                 assert {tool.name for tool in await client.list_tools()} == VISIBLE
                 for n in (1, 2):
                     name = f"{who}{n}.txt"
@@ -370,12 +374,12 @@ async def test_http_front_with_identities_from_bearer_tokens(files: Path) -> Non
                         raise_on_error=False,
                     )  # fmt: skip
                     assert text(third).startswith(DENIED + "Rate limit 'writes'")
-                edit = {
-                    "path": str(files / "notes.txt"),
-                    "edits": [{"oldText": "h", "newText": "j"}],
-                }
-                refused = await client.call_tool("edit_file", edit, raise_on_error=False)
-                assert text(refused) == DENIED + "Edits to existing files need a person's approval."
+                edit = {"path": str(notes), "edits": [{"oldText": "h", "newText": "j"}]}
+                edited = await client.call_tool("edit_file", edit, raise_on_error=False)
+                assert len(person.asked) == 1
+                if who == "bob":
+                    assert text(edited).startswith(DENIED + "Edits to existing files need")
+        assert notes.read_text("utf-8") == "jello\n"  # alice's edit, not bob's
         assert sorted(p.name for p in files.iterdir()) == [
             "alice1.txt", "alice2.txt", "bob1.txt", "bob2.txt", "notes.txt",
         ]  # fmt: skip
@@ -548,6 +552,19 @@ async def test_two_proxies_share_limits_through_redis(files: Path) -> None:
                 written.append(not result.is_error)
             # two writes a minute in all, whichever replica takes them
             assert written == [True, True, False, False]
+
+
+async def test_no_approvals_denies_with_the_rules_reason(files: Path) -> None:
+    server = filesystem_server()
+    person = Person()
+    transport = over_stdio(
+        "--policy", POLICY, "--no-approvals", "--", *server, files, log=files.parent / "log"
+    )
+    async with Client(transport, elicitation_handler=person) as client:
+        edit = {"path": str(files / "notes.txt"), "edits": [{"oldText": "h", "newText": "j"}]}
+        refused = await client.call_tool("edit_file", edit, raise_on_error=False)
+    assert text(refused) == DENIED + "Edits to existing files need a person's approval."
+    assert person.asked == [] and (files / "notes.txt").read_text("utf-8") == "hello\n"
 
 
 # -- what goes wrong: one line and a stated exit status ---------------------------------------
