@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
+import io
 import json
 import os
 import re
@@ -38,6 +40,8 @@ from fastmcp.server.auth.providers.jwt import RSAKeyPair
 
 from conftest import EXAMPLES
 from node_servers import FILESYSTEM_VERSION, MISSING, REQUIRED_BY, filesystem_server
+from policylayer_core._proxy_output import Reporter
+from policylayer_core.audit import AuditEvent
 from policylayer_core.cli import main
 
 pytestmark = pytest.mark.anyio
@@ -646,6 +650,24 @@ async def test_sigterm_stops_a_stdio_proxy_and_its_upstream_with_0(files: Path) 
             proxy.wait()
         assert proxy.stdin is not None
         proxy.stdin.close()
+
+
+def test_each_stderr_line_is_one_line() -> None:
+    """What a caller sent (a tool name, an identity from a token) cannot start a new line
+    of the proxy's stderr; shadow mode says the refusal was not enforced."""
+    reporter = Reporter(io.StringIO(), approvals=False)
+    event = AuditEvent(
+        kind="decision", time="2026-01-01T00:00:00.000Z", event_id="1", policy_hash="h",
+        identity="eve\r\nforged", tool="x\npolicylayer proxy: allowed", effect="deny",
+        allowed=False, enforced=True, rule="", reason="The tool 'x\npolicylayer' is hidden.",
+    )  # fmt: skip
+    line = reporter.line(event)
+    assert line == (
+        "denied 'x\\npolicylayer proxy: allowed' for 'eve\\r\\nforged' (/): "
+        "The tool 'x\\npolicylayer' is hidden."
+    )
+    shadow = dataclasses.replace(event, allowed=True, enforced=False, effect="approval_required")
+    assert reporter.line(shadow) == "shadow mode, not enforced: " + line
 
 
 def run_proxy(*args: object) -> subprocess.CompletedProcess[str]:

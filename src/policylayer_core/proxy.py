@@ -23,14 +23,12 @@ it only when the `proxy` command runs.
 from __future__ import annotations
 
 import contextlib
-import logging
 import os
 import shlex
 import signal
 import socket
 import sys
 import threading
-import warnings
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,8 +41,8 @@ from fastmcp.server.auth import AuthProvider
 from fastmcp.server.context import Context
 from fastmcp.server.providers.proxy import FastMCPProxy, ProxyClient
 
+from policylayer_core._proxy_output import ProxySink, Reporter, describe, quiet_libraries, say
 from policylayer_core._upstream import ChildServer
-from policylayer_core.audit import AuditEvent
 from policylayer_core.audit_jsonl import JsonlSink
 from policylayer_core.engine import PolicyEngine
 from policylayer_core.errors import PolicyError
@@ -65,7 +63,6 @@ EXIT_USAGE = 2  # the command line, the policy or another input cannot be used
 EXIT_UNAVAILABLE = 3  # the upstream server (or Redis) could not be started or reached
 EXIT_UPSTREAM_EXITED = 4  # the upstream command exited while the proxy was serving
 
-PREFIX = "policylayer proxy: "
 ANONYMOUS = "anonymous"
 _RELOAD_INTERVAL = 2.0  # seconds between looks at the policy file
 _EXIT_REPORT_WAIT = 5.0  # seconds to wait for a failed upstream's exit status
@@ -112,18 +109,18 @@ def run_proxy(settings: ProxySettings, *, stderr: TextIO | None = None) -> int:
     """Run the proxy until its client goes away, a signal, or its upstream ends; return
     the exit status (`EXIT_*`). Problems are reported on `stderr` as one line each."""
     err = stderr if stderr is not None else sys.stderr
-    _quiet_libraries(err)
+    quiet_libraries(err)
     try:
         engine = _engine(settings, err)
     except _ProxyError as failure:
-        _say(err, str(failure))
+        say(err, str(failure))
         return failure.code
     try:
         auth = _auth(settings)
         listener = _listen(settings.http) if settings.http is not None else None
     except _ProxyError as failure:
         engine.close()
-        _say(err, str(failure))
+        say(err, str(failure))
         return failure.code
     runner = _Runner(settings, engine, auth, listener, err)
     try:
@@ -147,7 +144,7 @@ def _engine(settings: ProxySettings, err: TextIO) -> PolicyEngine:
                 EXIT_USAGE,
             )
         jsonl = JsonlSink(settings.audit)
-    sink = _ProxySink(jsonl, _Reporter(err, approvals=settings.approvals))
+    sink = ProxySink(jsonl, Reporter(err, approvals=settings.approvals))
     try:
         return PolicyEngine.from_file(
             settings.policy,
@@ -201,68 +198,6 @@ def _store(settings: ProxySettings) -> RateLimitStore:
             EXIT_UNAVAILABLE,
         ) from None
     return store
-
-
-class _Reporter:
-    """One line on stderr for each refusal, approval asked and reload (never for an allow)."""
-
-    def __init__(self, err: TextIO, *, approvals: bool) -> None:
-        self._err = err
-        self._approvals = approvals
-        self._lock = threading.Lock()
-
-    def line(self, event: AuditEvent) -> str | None:
-        if event.kind == "reload":
-            return f"the policy file changed and was reloaded (policy {event.policy_hash})."
-        if event.kind == "reload_failed":
-            head = "the policy file changed but cannot be used; the last good policy stays in force"
-            if len(event.issues) == 1:
-                return f"{head}: {event.issues[0]}"
-            return f"{head}:\n" + "\n".join("  " + issue for issue in event.issues)
-        if event.kind != "decision" or event.effect == "allow":
-            return None
-        who, tool = _printable(event.identity or ""), _printable(event.tool or "")
-        what = {
-            "deny": "denied",
-            "rate_limited": "rate limited",
-            "approval_required": "approval needed for" if self._approvals else "denied",
-        }.get(event.effect or "", event.effect or "")
-        if not event.enforced:
-            what = f"shadow mode, would have {what}"
-        reason = _printable(event.reason or "")
-        return f"{what} {tool!r} for {who!r} ({event.rule or '/'}): {reason}"
-
-    def emit(self, event: AuditEvent) -> None:
-        text = self.line(event)
-        if text is not None:
-            with self._lock:
-                _say(self._err, text)
-
-
-class _ProxySink:
-    """The engine's audit sink: the JSONL file (if any) and the stderr reporter."""
-
-    def __init__(self, jsonl: JsonlSink | None, reporter: _Reporter) -> None:
-        self._jsonl = jsonl
-        self._reporter = reporter
-
-    def emit(self, event: AuditEvent) -> None:
-        self._reporter.emit(event)
-        if self._jsonl is not None:
-            self._jsonl.emit(event)
-
-    def flush(self) -> None:
-        if self._jsonl is not None:
-            self._jsonl.flush()
-
-    def close(self) -> None:
-        if self._jsonl is not None:
-            self._jsonl.close()
-
-
-def _printable(text: str) -> str:
-    """`text` on one line: a caller's tool name must not start a new line of the log."""
-    return "".join(ch if ch.isprintable() else ascii(ch)[1:-1] for ch in text)
 
 
 # -- the front: auth and listening socket -----------------------------------------------------
@@ -360,13 +295,13 @@ class _Runner:
             try:
                 await self._start(tasks, backend)
             except _ProxyError as failure:
-                _say(self.err, str(failure))
+                say(self.err, str(failure))
                 tasks.cancel_scope.cancel()
                 return failure.code
             tasks.start_soon(self._reload_policy)
             if self.child is not None:
                 tasks.start_soon(self._watch_child, self.child)
-            _say(self.err, self._ready_line())
+            say(self.err, self._ready_line())
             if self.listener is None:
                 await proxy.run_stdio_async(show_banner=False)
             else:
@@ -402,7 +337,7 @@ class _Runner:
                 async with backend.new() as client:
                     await client.list_tools()
             except Exception as exc:
-                problem = f"the MCP handshake failed ({_describe(exc)})"
+                problem = f"the MCP handshake failed ({describe(exc)})"
         if waited.cancelled_caught:
             seconds = f"{timeout:g} second{'s' * (timeout != 1)}"
             problem = f"it did not answer within {seconds} (--start-timeout)"
@@ -460,7 +395,7 @@ class _Runner:
 
     async def _watch_child(self, child: ChildServer) -> None:
         await child.gone.wait()
-        _say(
+        say(
             self.err,
             f"{self.describe_upstream()} {child.describe_exit()}; the proxy stops "
             f"(exit status {EXIT_UPSTREAM_EXITED}). Its own messages, if any, are above.",
@@ -496,60 +431,3 @@ class _Runner:
         with contextlib.suppress(Exception):
             self.err.flush()
         os._exit(code)
-
-
-def _describe(exc: BaseException) -> str:
-    """The innermost message of a (possibly chained or grouped) exception, one line."""
-    while True:
-        if isinstance(exc, BaseExceptionGroup) and exc.exceptions:
-            exc = exc.exceptions[0]
-        elif exc.__cause__ is not None:
-            exc = exc.__cause__
-        else:
-            break
-    text = str(exc).strip().splitlines()
-    return _printable(text[0] if text else type(exc).__name__)
-
-
-def _say(err: TextIO, text: str) -> None:
-    with contextlib.suppress(Exception):
-        err.write(PREFIX + text + "\n")
-        err.flush()
-
-
-class _LineFormatter(logging.Formatter):
-    """`policylayer proxy: message (Error: reason)`: an exception is summed up on the same
-    line, since a traceback is for the libraries' authors, not for the proxy's user."""
-
-    def format(self, record: logging.LogRecord) -> str:
-        text = PREFIX + record.getMessage()
-        if record.exc_info and record.exc_info[1] is not None:
-            error = record.exc_info[1]
-            text += f" ({type(error).__name__}: {_describe(error)})"
-        return text
-
-
-def _not_reported_otherwise(record: logging.LogRecord) -> bool:
-    """Leave out the engine's own record of a refused reload: the reporter says it, on
-    one line per problem, from the audit event."""
-    return not (
-        record.name == "policylayer_core.engine"
-        and str(record.msg).startswith("policy reload refused")
-    )
-
-
-def _quiet_libraries(err: TextIO) -> None:
-    """Warnings and errors of the libraries, as plain lines on stderr; no banners, no
-    progress chatter, no deprecation notices a user of the command cannot act on."""
-    handler = logging.StreamHandler(err)
-    handler.setFormatter(_LineFormatter())
-    handler.addFilter(_not_reported_otherwise)
-    root = logging.getLogger()
-    root.handlers = [handler]
-    root.setLevel(logging.WARNING)
-    for name in ("fastmcp", "mcp", "uvicorn", "uvicorn.error", "docket"):
-        logger = logging.getLogger(name)
-        logger.handlers = []
-        logger.propagate = True
-        logger.setLevel(logging.WARNING)
-    warnings.simplefilter("ignore", DeprecationWarning)
