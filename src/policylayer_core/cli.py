@@ -1,4 +1,4 @@
-"""The `policylayer` command: check, explain, schema, suggest and test (see docs/cli.md).
+"""The `policylayer` command: check, explain, schema, suggest, test and proxy (docs/cli.md).
 
 Output for people is plain text on stdout; `--json` prints the same facts for machines.
 Exit status: 0 when all is well, 1 when a policy has problems (or, with `check --strict`,
@@ -24,6 +24,8 @@ from policylayer_core.lint import lint
 from policylayer_core.loader import LoadedPolicy, load_policy
 from policylayer_core.model import OPERATORS, Bundle
 from policylayer_core.policytest_command import run_command
+from policylayer_core.proxy_command import add_arguments as add_proxy_arguments
+from policylayer_core.proxy_command import run_command as run_proxy_command
 from policylayer_core.risk import Category, Classification, read_tools, suggest_policy
 
 __all__ = ["main", "policy_schema", "pretty_json"]
@@ -124,6 +126,10 @@ def _parser() -> argparse.ArgumentParser:
     test.add_argument("--fail-under", type=float, metavar="PCT", help="fail below PCT coverage")
     test.add_argument("--json", action="store_true", help="print JSON for machines")
     test.set_defaults(run=run_command, parser=test)
+
+    proxy = commands.add_parser("proxy", help="put a policy in front of an MCP server")
+    add_proxy_arguments(proxy)  # the proxy imports FastMCP only when it runs
+    proxy.set_defaults(run=run_proxy_command, parser=proxy)
     return parser
 
 
