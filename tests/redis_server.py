@@ -31,12 +31,21 @@ from collections.abc import Iterator
 from pathlib import Path
 
 __all__ = [
+    "CLI_MISSING",
     "MISSING",
     "REQUIRED_BY",
+    "VALKEY_MISSING",
+    "ClusterServers",
     "RedisServer",
+    "cluster_servers",
+    "command",
+    "free_port",
+    "redis_cli_binary",
     "redis_server",
     "redis_server_binary",
+    "require",
     "require_redis_server",
+    "valkey_server_binary",
 ]
 
 REQUIRED_BY = ("CI", "POLICYLAYER_REQUIRE_REDIS")  # environment variables that forbid a skip
@@ -69,7 +78,8 @@ def _die_with_parent() -> None:
             ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
-def _free_port() -> int:
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on (now)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
         probe.bind(("127.0.0.1", 0))
         port: int = probe.getsockname()[1]
@@ -136,8 +146,8 @@ class RedisServer:
             return
         attempts = 5 if self.port == 0 else 1
         for attempt in range(attempts):
-            port = self.port or _free_port()
-            bus_port = self.bus_port or (_free_port() if self.cluster_node_timeout else 0)
+            port = self.port or free_port()
+            bus_port = self.bus_port or (free_port() if self.cluster_node_timeout else 0)
             log = (self.dir / "redis.log").open("ab")
             # Popen keeps its own handle on the log; ours can close now.
             with log:
