@@ -22,7 +22,7 @@ from typing import Any
 
 import pytest
 
-from conftest import policy
+from conftest import FakeClock, policy
 from policylayer_core import Effect, PolicyEngine
 from policylayer_core.ratelimit import BucketSpec, StoreUnavailable
 from redis_server import (
@@ -335,6 +335,42 @@ def test_a_killed_primary_gives_failure_policy_answers_then_its_replica_takes_ov
     # not yet replicated is lost with it, which only gives a token back).
     assert victim not in replicated.primary_ports()
     assert sum(closed.decide("i", "t").effect is ALLOW for _ in range(5)) == 5
+
+
+def test_a_frozen_primary_backs_off_alone(
+    cluster: ClusterServers, stores: list[RedisStore]
+) -> None:
+    """A primary that accepts connections and never answers: its callers time out once,
+    then get "unavailable" at once for `backoff` seconds; callers of the other primaries
+    go on as if nothing happened. (The pause is far shorter than the 2 s after which the
+    cluster would call the node failed.)"""
+    clock = FakeClock()
+    store = store_on(stores, cluster.url, timeout=0.1, backoff=1.0, _clock=clock)
+    client = store.client
+    assert isinstance(client, RedisCluster)
+    spec = BucketSpec("", "n", "grant", 100, 60.0, 100)
+    frozen = client.get_node_from_key(store.key(spec, "a")).port
+    other = next(
+        f"o{n}"
+        for n in range(1000)
+        if client.get_node_from_key(store.key(spec, f"o{n}")).port != frozen
+    )
+    assert store.take([(spec, "a", 1)]) and store.take([(spec, other, 1)])
+    cluster.node(frozen).pause()
+    try:
+        with pytest.raises(StoreUnavailable, match="Redis TimeoutError"):
+            store.take([(spec, "a", 1)])
+        backing_off = f"cluster node 127.0.0.1:{frozen} timed out .* not retried until then"
+        with pytest.raises(StoreUnavailable, match=backing_off):
+            store.take([(spec, "a", 1)])
+        assert store.take([(spec, other, 1)]), "the other primaries are not backed off"
+    finally:
+        cluster.node(frozen).resume()
+    with pytest.raises(StoreUnavailable, match=backing_off):
+        store.check([(spec, "a", 1)])  # it answers again, but the back-off still holds
+    clock.advance(1.0)
+    assert store.take([(spec, "a", 1)])
+    cluster.wait_until_ok()
 
 
 # -- naming a cluster ---------------------------------------------------------------------------

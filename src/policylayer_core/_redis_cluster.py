@@ -33,6 +33,7 @@ resharding) is left to redis-py's cluster client, which follows the redirect.
 from __future__ import annotations
 
 import hashlib
+import inspect
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -55,7 +56,14 @@ from redis.retry import Retry
 
 from policylayer_core.ratelimit import BucketSpec
 
-__all__ = ["CLUSTER_SCHEMES", "ClusterScript", "Placement", "build_cluster", "is_cluster_url"]
+__all__ = [
+    "CLUSTER_SCHEMES",
+    "BackingOff",
+    "ClusterScript",
+    "Placement",
+    "build_cluster",
+    "is_cluster_url",
+]
 
 CLUSTER_SCHEMES: Final = {"redis+cluster": "redis", "rediss+cluster": "rediss"}
 """URL schemes of a cluster, and the plain scheme redis-py's `RedisCluster.from_url` reads."""
@@ -140,14 +148,30 @@ class Placement:
         return "i" + _digest(repr(identity), _TAG_HEX)
 
 
+class BackingOff(Exception):  # noqa: N818 - a state, as StoreUnavailable is
+    """A node (or the cluster, before its client could be built) timed out recently, so
+    the call is not sent: the store answers "unavailable" at once."""
+
+
 class ClusterScript:
     """Runs the store's script on the node that owns its keys' slot.
 
     `client` is a `RedisCluster` or a function that builds one (called on first use, and
-    again on the next call while it fails); `sha` is the script's SHA-1.
+    again on the next call while it fails); `sha` is the script's SHA-1. A timeout backs
+    off the node that timed out, not the cluster: the other nodes' callers go on.
     """
 
-    __slots__ = ("_build", "_client", "_clock", "_lock", "_refresh_at", "script", "sha")
+    __slots__ = (
+        "_build",
+        "_client",
+        "_clock",
+        "_failed_node",
+        "_lock",
+        "_refresh_at",
+        "_resume_at",
+        "script",
+        "sha",
+    )
 
     def __init__(
         self,
@@ -166,6 +190,10 @@ class ClusterScript:
         self._clock = clock
         self._lock = threading.Lock()
         self._refresh_at: float | None = None  # when a stale topology may be re-read
+        self._failed_node: str | None = None  # asked last by that re-read
+        # node name ("" for the cluster as a whole) -> when it may be asked again; one
+        # entry per node at most, so as bounded as the cluster.
+        self._resume_at: dict[str, float] = {}
 
     @property
     def client(self) -> RedisCluster:
@@ -184,19 +212,35 @@ class ClusterScript:
         if self._client is not None:
             self._client.close()
 
-    def __call__(self, keys: Sequence[str], args: Sequence[bytes | int]) -> Any:
-        client = self.client
+    def run(self, keys: Sequence[str], args: Sequence[bytes | int], backoff: float) -> Any:
+        """The script's reply; redis-py's error, or `BackingOff`, when there is none."""
+        client = self._client
+        if client is None:
+            self._check_backoff("", backoff)
+            try:
+                client = self.client
+            except Exception as exc:
+                if _timed_out(exc):
+                    self._back_off("", backoff)
+                raise
         refresh_at = self._refresh_at
         if refresh_at is not None and self._clock() >= refresh_at:
             self._refresh(client)
+        name = ""
         try:
             node = client.get_node_from_key(keys[0])  # type: ignore[no-untyped-call]
+            name = node.name
+            self._check_backoff(name, backoff)
             return self._on(client.get_redis_connection(node), keys, args)
         except AskError:  # MOVED too (a subclass): the slot moved or is moving
-            self._stale()
+            self._stale(name)
             return self._on(client, keys, args)
-        except (RedisConnectionError, RedisTimeoutError, RedisClusterException):
-            self._stale()
+        except RedisTimeoutError:
+            self._back_off(name, backoff)
+            self._stale(name)
+            raise
+        except (RedisConnectionError, RedisClusterException):
+            self._stale(name)
             raise
 
     def _on(self, client: Any, keys: Sequence[str], args: Sequence[bytes | int]) -> Any:
@@ -207,8 +251,24 @@ class ClusterScript:
         except NoScriptError:
             return client.eval(self.script, len(keys), *keys, *args)
 
-    def _stale(self) -> None:
+    def _check_backoff(self, name: str, backoff: float) -> None:
+        resume_at = self._resume_at.get(name)
+        if resume_at is not None:
+            if self._clock() < resume_at:
+                where = f"the cluster node {name}" if name else "the Redis Cluster"
+                raise BackingOff(
+                    f"{where} timed out within the last {backoff:g} s; not retried until then"
+                )
+            self._resume_at.pop(name, None)
+
+    def _back_off(self, name: str, backoff: float) -> None:
+        if backoff > 0:
+            self._resume_at[name] = self._clock() + backoff
+
+    def _stale(self, name: str) -> None:
         """A node failed or a slot moved: re-read the topology on a coming call."""
+        if name:
+            self._failed_node = name
         if self._refresh_at is None:
             self._refresh_at = self._clock()
 
@@ -217,7 +277,21 @@ class ClusterScript:
             return  # another thread is re-reading it; this call uses the current map
         try:
             self._refresh_at = self._clock() + REFRESH_INTERVAL  # paced even when it fails
-            client.nodes_manager.initialize()
-            self._refresh_at = None
+            initialize = client.nodes_manager.initialize
+            if "last_failed_node_name" in inspect.signature(initialize).parameters:
+                initialize(last_failed_node_name=self._failed_node)  # asked last
+            else:  # an older redis-py
+                initialize()
+            self._refresh_at = self._failed_node = None
         finally:
             self._lock.release()
+
+
+def _timed_out(exc: BaseException | None) -> bool:
+    """Whether `exc`, or an error it was raised from, is a timeout."""
+    seen = 0
+    while exc is not None and seen < 8:
+        if isinstance(exc, RedisTimeoutError | TimeoutError):
+            return True
+        exc, seen = exc.__cause__ or exc.__context__, seen + 1
+    return False

@@ -43,7 +43,13 @@ from redis.backoff import NoBackoff
 from redis.cluster import RedisCluster
 from redis.retry import Retry
 
-from policylayer_core._redis_cluster import ClusterScript, Placement, build_cluster, is_cluster_url
+from policylayer_core._redis_cluster import (
+    BackingOff,
+    ClusterScript,
+    Placement,
+    build_cluster,
+    is_cluster_url,
+)
 from policylayer_core._redis_lua import SCRIPT
 from policylayer_core.ratelimit import BucketSpec, Charge, Receipt, Shortfall, StoreUnavailable
 
@@ -147,7 +153,7 @@ class RedisStore:
                     "choose a prefix without { or }"
                 )
             self._client = None
-            self._script = ClusterScript(cluster, SCRIPT)
+            self._script = ClusterScript(cluster, SCRIPT, clock=_clock)
             self._placement = Placement(prefix)
         else:
             assert client is not None
@@ -278,12 +284,18 @@ class RedisStore:
         try:
             if self._time_offset is not None:
                 args[1] = round(self._time_offset() * 1_000_000)
-            reply: Any = self._script(keys=keys, args=args)
+            reply: Any
+            if placement is None:
+                reply = self._script(keys=keys, args=args)
+            else:  # a cluster backs off the node that timed out, not the whole store
+                reply = self._script.run(keys, args, self.backoff)
             if reply.__class__ is int:
                 return True
             return Shortfall(index[int(reply[0]) - 1], float(reply[1]))
+        except BackingOff as exc:
+            raise StoreUnavailable(str(exc), fail_open=self.fail_open) from None
         except Exception as exc:  # redis errors, OSError, an odd reply: never anything else
-            if isinstance(exc, redis.TimeoutError) and self.backoff > 0:
+            if isinstance(exc, redis.TimeoutError) and self.backoff > 0 and placement is None:
                 self._resume_at = self._clock() + self.backoff
             raise StoreUnavailable(_describe(exc), fail_open=self.fail_open) from exc
 
