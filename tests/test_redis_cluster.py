@@ -31,6 +31,7 @@ from redis_server import (
     REQUIRED_BY,
     VALKEY_MISSING,
     ClusterServers,
+    command,
     free_port,
     redis_cli_binary,
     redis_server_binary,
@@ -370,6 +371,37 @@ def test_a_frozen_primary_backs_off_alone(
         store.check([(spec, "a", 1)])  # it answers again, but the back-off still holds
     clock.advance(1.0)
     assert store.take([(spec, "a", 1)])
+    cluster.wait_until_ok()
+
+
+def test_a_slot_that_moves_is_followed_and_its_buckets_stay_exact(
+    cluster: ClusterServers, stores: list[RedisStore]
+) -> None:
+    """Resharding, by hand: the caller's slot is marked migrating from its primary A to
+    another primary B, its key moved, then the slot handed to B. The store follows the
+    redirects (ASK while migrating, MOVED after) and the bucket never loses a take."""
+    store = store_on(stores, cluster.url)
+    client = store.client
+    assert isinstance(client, RedisCluster)
+    spec = BucketSpec("", "n", "grant", 5, 3600.0, 5)
+    key = store.key(spec, "mover")
+    slot = str(client.keyslot(key))
+    source = client.get_node_from_key(key).port
+    target = next(port for port in cluster.primary_ports() if port != source)
+    ids = {port: command(port, "CLUSTER", "MYID").decode() for port in (source, target)}
+    assert store.take([(spec, "mover", 2)])
+
+    command(target, "CLUSTER", "SETSLOT", slot, "IMPORTING", ids[source])
+    command(source, "CLUSTER", "SETSLOT", slot, "MIGRATING", ids[target])
+    assert store.take([(spec, "mover", 1)])  # the key is still on A: A answers
+    command(source, "MIGRATE", "127.0.0.1", str(target), "", "0", "5000", "KEYS", key)
+    assert store.take([(spec, "mover", 1)])  # A no longer has it: ASK, then B answers
+    for port in cluster.primary_ports():
+        command(port, "CLUSTER", "SETSLOT", slot, "NODE", ids[target])
+    assert store.take([(spec, "mover", 1)])  # A answers MOVED; B answers
+    assert not isinstance(store.take([(spec, "mover", 1)]), list), "5 of 5 taken, none lost"
+    assert command(target, "EXISTS", key) == b"1"
+    assert client.get_node_from_key(key).port == target, "the client follows the move"
     cluster.wait_until_ok()
 
 
