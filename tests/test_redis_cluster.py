@@ -4,10 +4,11 @@ The behavioural suite of test_redis_store.py already runs on both clusters (its 
 fixture); this module covers what only a cluster has: where the buckets of a call live
 (one hash slot: the caller's, or the policy's for counters linked to a global one),
 processes racing on a cluster, a primary killed mid-traffic (every call answers by the
-failure policy, none raises, and the promoted replica takes over), and the ways to name a
-cluster. The session's 3-primary clusters come from conftest.py; the failover test starts
-its own, with a replica per primary. Without the binaries these tests skip, and fail
-instead under CI (see redis_server.py).
+failure policy, none raises, and the promoted replica takes over), a frozen primary
+backed off alone, a slot resharded under a caller, a node that lost the script, and the
+ways to name a cluster. The session's 3-primary clusters come from conftest.py; the
+failover test starts its own, with a replica per primary. Without the binaries these
+tests skip, and fail instead under CI (see redis_server.py).
 """
 
 from __future__ import annotations
