@@ -258,6 +258,8 @@ COMPARED_WITH: dict[str, tuple[str, str]] = {
     aud.AUDIT_REALISTIC: (eng.REALISTIC, "decide() without audit"),
     rds.ONE_LIMIT_REDIS: (rds.LIMITS_FIXED_REDIS, "limits FixedWindow (Redis)"),
     rds.REALISTIC_REDIS: (rds.PING, "Redis PING"),
+    rds.CLUSTER_ONE_LIMIT: (rds.ONE_LIMIT_REDIS, "RedisStore, one node"),
+    rds.CLUSTER_REALISTIC: (rds.REALISTIC_REDIS, "RedisStore, one node"),
     mw.POLICY: (mw.RATE_LIMITING, "FastMCP RateLimitingMiddleware"),
     mw.POLICY_STATIC: (mw.RATE_LIMITING, "FastMCP RateLimitingMiddleware"),
     mw.SDK_POLICY: (mw.RATE_LIMITING, "FastMCP RateLimitingMiddleware"),

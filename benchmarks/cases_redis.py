@@ -11,8 +11,15 @@ and the rows differ by what they do around it:
 * `limits` FixedWindow `hit` on its `RedisStorage` (10^9 a minute, never exhausted), the
   peer's nearest job: one script call (INCRBY and EXPIRE) per hit.
 
-Without a `redis-server` binary the rows show "redis-server not installed"; without
-redis-py (`pip install -e '.[bench,redis]'`), "not installed (redis)".
+Beside them, the same two decide() rows with a `RedisStore` on a Redis Cluster: three
+primaries on loopback (`redis-server --cluster-enabled yes` x3 joined by `redis-cli
+--cluster create`, as the tests start it). The call goes straight to the node that owns
+the caller's slot, so the difference from the single-node rows is the store's routing
+(a hash tag, a slot lookup), not an extra hop.
+
+Without a `redis-server` binary the rows show "redis-server not installed" (the cluster
+rows also need `redis-cli`); without redis-py (`pip install -e '.[bench,redis]'`), "not
+installed (redis)".
 """
 
 from __future__ import annotations
@@ -29,18 +36,30 @@ from benchmarks.harness import Case, Feed, Shape, one_line
 from benchmarks.suite import Missing, Row, Sizes, optional
 from policylayer_core import Effect, PolicyEngine
 
-__all__ = ["LIMITS_FIXED_REDIS", "ONE_LIMIT_REDIS", "PING", "REALISTIC_REDIS", "redis_rows"]
+__all__ = [
+    "CLUSTER_ONE_LIMIT",
+    "CLUSTER_REALISTIC",
+    "LIMITS_FIXED_REDIS",
+    "ONE_LIMIT_REDIS",
+    "PING",
+    "REALISTIC_REDIS",
+    "redis_rows",
+]
 
 PING = "floor.redis_ping"
 ONE_LIMIT_REDIS = "ours.redis_one_limit"
 REALISTIC_REDIS = "ours.redis_realistic"
 LIMITS_FIXED_REDIS = "peer.limits_fixed_redis"
+CLUSTER_ONE_LIMIT = "ours.redis_cluster_one_limit"
+CLUSTER_REALISTIC = "ours.redis_cluster_realistic"
 
 NAMES = {
     PING: "floor: Redis PING (one loopback round trip)",
     ONE_LIMIT_REDIS: "decide: one token-bucket limit, RedisStore",
     REALISTIC_REDIS: "decide: realistic qflow_task_batch, RedisStore (2 buckets)",
     LIMITS_FIXED_REDIS: "limits FixedWindow hit (RedisStorage)",
+    CLUSTER_ONE_LIMIT: "decide: one token-bucket limit, RedisStore on a 3-primary cluster",
+    CLUSTER_REALISTIC: "decide: realistic qflow_task_batch, RedisStore on a 3-primary cluster",
 }
 
 _STARTER = Path(__file__).resolve().parent.parent / "tests" / "redis_server.py"
@@ -91,17 +110,56 @@ def _cases(url: str) -> list[Case]:
     ]  # fmt: skip
 
 
+def _cluster_cases(url: str) -> list[Case]:
+    from policylayer_core.redis_store import RedisStore  # noqa: PLC0415 - needs redis
+
+    def engine(doc: dict[str, Any]) -> PolicyEngine:
+        # A generous timeout: a loaded machine must not turn a timed call into a DENY.
+        return PolicyEngine.from_dict(doc, store=RedisStore(url, prefix="bench", timeout=1.0))
+
+    limited, realistic = engine(policies.one_limit_policy()), engine(policies.realistic_policy())
+    who, args = policies.IDENTITY, dict[str, Any]()
+    return [
+        Case(CLUSTER_ONE_LIMIT, NAMES[CLUSTER_ONE_LIMIT], limited.decide, Shape.CALL3,
+             Feed.const(who), ("qflow_task_create", args),
+             expect(Effect.ALLOW, "/tools/qflow_task_create"), group="redis"),
+        Case(CLUSTER_REALISTIC, NAMES[CLUSTER_REALISTIC], realistic.decide, Shape.CALL3,
+             Feed.const(who), ("qflow_task_batch", policies.BATCH_ARGS),
+             expect(Effect.ALLOW, "/tools/qflow_task_batch"), group="redis"),
+    ]  # fmt: skip
+
+
 def redis_rows(sizes: Sizes) -> list[Row]:
     keys = [PING, ONE_LIMIT_REDIS, REALISTIC_REDIS, LIMITS_FIXED_REDIS]
+    cluster_keys = [CLUSTER_ONE_LIMIT, CLUSTER_REALISTIC]
     starter = _starter()
     if starter.redis_server_binary() is None:
-        return [Missing(key, NAMES[key], "redis-server not installed", "redis") for key in keys]
+        return [
+            Missing(key, NAMES[key], "redis-server not installed", "redis")
+            for key in keys + cluster_keys
+        ]
     server = starter.RedisServer()
     try:
         server.start()
     except Exception as exc:
         server.stop()
         reason = f"redis-server did not start: {one_line(exc)}"
+        rows: list[Row] = [Missing(key, NAMES[key], reason, "redis", failed=True) for key in keys]
+    else:
+        atexit.register(server.stop)
+        rows = optional(NAMES, keys, lambda: _cases(server.url), group="redis")
+    return rows + _cluster_rows(starter, cluster_keys)
+
+
+def _cluster_rows(starter: ModuleType, keys: list[str]) -> list[Row]:
+    if starter.redis_cli_binary() is None:
+        return [Missing(key, NAMES[key], "redis-cli not installed", "redis") for key in keys]
+    cluster = starter.ClusterServers()
+    try:
+        cluster.start()
+    except Exception as exc:
+        cluster.stop()
+        reason = f"the Redis Cluster did not start: {one_line(exc)}"
         return [Missing(key, NAMES[key], reason, "redis", failed=True) for key in keys]
-    atexit.register(server.stop)
-    return optional(NAMES, keys, lambda: _cases(server.url), group="redis")
+    atexit.register(cluster.stop)
+    return optional(NAMES, keys, lambda: _cluster_cases(cluster.url), group="redis")

@@ -42,6 +42,7 @@ from test_ratelimit import make, ok
 
 try:
     import redis
+    from redis.cluster import RedisCluster
 
     from policylayer_core.redis_store import RedisStore
 except ImportError:  # pragma: no cover - the `test` extra installs redis
@@ -117,19 +118,28 @@ def redis_store(url: str, clock: FakeClock | None = None, **options: Any) -> Red
 
 
 def key_count(store: RedisStore) -> int:
+    if store.cluster:
+        keys = store.client.keys(f"{store._prefix}:*", target_nodes=RedisCluster.PRIMARIES)
+        return len(keys)
     return len(store.client.keys(f"{store._prefix}:*"))
 
 
-@pytest.fixture(params=["memory", "redis"])
+@pytest.fixture(params=["memory", "redis", "redis-cluster", "valkey-cluster"])
 def subject(request: pytest.FixtureRequest, clock: FakeClock) -> Iterator[Subject]:
+    """The store under test: in memory, on one redis-server, on a 3-primary Redis Cluster
+    and on a 3-primary Valkey cluster (the session's clusters, see conftest.py)."""
     if request.param == "memory":
         memory = MemoryStore(clock=clock)
         yield Subject("memory", memory, clock, 0.0, memory.__len__)
         return
-    server: RedisServer = request.getfixturevalue("server")
-    store = redis_store(server.url, clock)
+    if request.param == "redis":
+        server: RedisServer = request.getfixturevalue("server")
+        url = server.url
+    else:
+        url = request.getfixturevalue(request.param.replace("-", "_")).url
+    store = redis_store(url, clock)
     store.client.flushdb()
-    yield Subject("redis", store, clock, REDIS_TOL, lambda: key_count(store))
+    yield Subject(request.param, store, clock, REDIS_TOL, lambda: key_count(store))
     store.client.close()
 
 
@@ -253,8 +263,9 @@ def test_refund_gives_back_exactly_once_and_never_above_burst(subject: Subject) 
 
 
 def test_refund_is_once_across_threads(subject: Subject) -> None:
-    store, spec = subject.store, make(100, 86400.0)
-    receipt = store.take([(spec, "a", 60), (spec, "b", 60)])
+    # Two buckets of one caller: a cluster keeps one call's buckets in the caller's slot.
+    store, spec, other = subject.store, make(100, 86400.0), make(100, 86400.0, counter="b")
+    receipt = store.take([(spec, "a", 60), (other, "a", 60)])
     assert isinstance(receipt, list)
     assert ok(store.take([(spec, "a", 30)]))
     start = threading.Barrier(8)
@@ -268,7 +279,7 @@ def test_refund_is_once_across_threads(subject: Subject) -> None:
         thread.start()
     for thread in threads:
         thread.join()
-    assert (subject.available(spec, "a"), subject.available(spec, "b")) == (70, 100)
+    assert (subject.available(spec, "a"), subject.available(other, "a")) == (70, 100)
 
 
 def test_scope_keys_are_separate_buckets(subject: Subject) -> None:
@@ -523,8 +534,9 @@ def test_processes_hammering_one_bucket_never_pass_more_than_it_allows(
                 worker.kill()
     assert sum(allowed) == ALLOWED, allowed
     assert sum(n > 0 for n in allowed) >= 2, f"the processes really raced: {allowed}"
-    engine = PolicyEngine(RACE_DOC, store=redis_store(server.url, prefix=prefix))
-    assert engine.decide("late", "t").effect is RATE
+    late = redis_store(server.url, prefix=prefix)
+    assert PolicyEngine(RACE_DOC, store=late).decide("late", "t").effect is RATE
+    late.close()
 
 
 # -- Redis only: failures ------------------------------------------------------------------
@@ -538,14 +550,25 @@ def _timed(engine: PolicyEngine) -> tuple[Any, float]:
     return decision, time.monotonic() - started
 
 
+@pytest.fixture
+def closing() -> Iterator[list[RedisStore]]:
+    """Stores a test made, closed after it: a socket left to the garbage collector is a
+    ResourceWarning, which this suite turns into an error wherever the collector runs."""
+    stores: list[RedisStore] = []
+    yield stores
+    for store in stores:
+        store.close()
+
+
 def test_a_killed_server_gives_fail_closed_and_fail_open_answers_then_recovers(
-    own_server: RedisServer,
+    own_server: RedisServer, closing: list[RedisStore]
 ) -> None:
     # timeout 0.25 s: generous for a loaded machine; a refused connection fails at once anyway.
-    closed = PolicyEngine(LIMITED, store=RedisStore(own_server.url, timeout=0.25, backoff=0))
-    opened = PolicyEngine(
-        LIMITED, store=RedisStore(own_server.url, timeout=0.25, backoff=0, fail_open=True)
-    )
+    closing += [
+        RedisStore(own_server.url, timeout=0.25, backoff=0),
+        RedisStore(own_server.url, timeout=0.25, backoff=0, fail_open=True),
+    ]
+    closed, opened = (PolicyEngine(LIMITED, store=store) for store in closing)
     assert closed.decide("i", "t").effect is ALLOW
     assert opened.decide("i", "t").effect is ALLOW
     own_server.kill()
@@ -566,9 +589,12 @@ def test_a_killed_server_gives_fail_closed_and_fail_open_answers_then_recovers(
     assert own_server.process is not None
 
 
-def test_a_frozen_server_times_out_then_the_store_backs_off(own_server: RedisServer) -> None:
+def test_a_frozen_server_times_out_then_the_store_backs_off(
+    own_server: RedisServer, closing: list[RedisStore]
+) -> None:
     clock = FakeClock()
     store = RedisStore(own_server.url, timeout=0.1, backoff=1.0, _clock=clock)
+    closing.append(store)
     engine = PolicyEngine(LIMITED, store=store)
     spec = make(5, 3600.0)
     assert ok(store.take([(spec, "a", 1)]))
@@ -592,9 +618,10 @@ def test_a_frozen_server_times_out_then_the_store_backs_off(own_server: RedisSer
 
 
 def test_a_lost_refund_is_logged_and_never_raises(
-    own_server: RedisServer, caplog: pytest.LogCaptureFixture
+    own_server: RedisServer, caplog: pytest.LogCaptureFixture, closing: list[RedisStore]
 ) -> None:
     store = RedisStore(own_server.url, timeout=0.25)
+    closing.append(store)
     spec = make(5, 3600.0)
     receipt = store.take([(spec, "a", 4)])
     assert isinstance(receipt, list)

@@ -142,6 +142,12 @@ class CompiledPolicy:
         self._exact = {key: parts for key, parts in self._parts.items() if not is_glob(key)}
         self._globs = GlobTable((key, parts) for key, parts in self._parts.items() if is_glob(key))
         self._default_parts = self._compile_entry(None, ToolEntry(), all_tools)
+        # A store that must keep the buckets of one call together (a RedisStore on a
+        # cluster keeps them in one hash slot) learns which counters a call can charge.
+        co_charged = getattr(store, "co_charged", None)
+        if co_charged is not None:
+            entries = (*self._parts.values(), self._default_parts)
+            co_charged([[plan.spec for plan in parts.limits] for parts in entries])
         self._cache: BoundedCache[Route] = BoundedCache(ROUTE_CACHE_SIZE, ROUTE_CACHE_CHARS)
         self.cached = self._cache.get  # read without a lock on the hot path
         self.routes: dict[str, Route] = _packed(

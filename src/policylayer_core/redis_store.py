@@ -20,7 +20,12 @@ the store answers "unavailable" at once for `backoff` seconds instead of making 
 call wait `timeout`; a refused connection costs microseconds and is retried on every call.
 docs/redis.md has the key layout, the failure modes and the deployment notes.
 
-This is the only module that imports `redis`.
+On a Redis Cluster (or a Valkey cluster: a `redis.cluster.RedisCluster`, or a
+`redis+cluster://` URL) every bucket one call can charge is keyed under one hash tag, so
+the script still sees all of them at once; `_redis_cluster.py` chooses the tags and runs
+the script on the node that owns them. Single-node keys carry no tag and are unchanged.
+
+This module and `_redis_cluster.py` are the only ones that import `redis`.
 """
 
 from __future__ import annotations
@@ -30,13 +35,21 @@ import logging
 import math
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Final
 
 import redis
 from redis.backoff import NoBackoff
+from redis.cluster import RedisCluster
 from redis.retry import Retry
 
+from policylayer_core._redis_cluster import (
+    BackingOff,
+    ClusterScript,
+    Placement,
+    build_cluster,
+    is_cluster_url,
+)
 from policylayer_core._redis_lua import SCRIPT
 from policylayer_core.ratelimit import BucketSpec, Charge, Receipt, Shortfall, StoreUnavailable
 
@@ -51,14 +64,18 @@ _KEY_HEX: Final = 32  # 128 bits of sha1(repr(scope key)): collisions never happ
 class RedisStore:
     """A `RateLimitStore` in Redis: `RedisStore(client_or_url, *, prefix, timeout, fail_open)`.
 
-    - `client_or_url`: a `redis.Redis`, or a URL (`redis://host:6379/0`, `rediss://...`,
-      `unix:///path.sock`) from which the store builds its own client with
-      `socket_timeout` and `socket_connect_timeout` = `timeout` and no retries, so no
-      call waits longer than `timeout` (a refused connection fails at once). A client you
-      pass keeps its own timeouts and retry policy: build it the same way (recent
-      redis-py versions retry failed commands by default, which multiplies the wait).
-    - `prefix`: the first part of every key (`{prefix}:{spec}:{scope key}`, see
-      docs/redis.md); stores with different prefixes never share a bucket.
+    - `client_or_url`: a `redis.Redis` or `redis.cluster.RedisCluster`, or a URL
+      (`redis://host:6379/0`, `rediss://...`, `unix:///path.sock`; for a cluster
+      `redis+cluster://host:port` or `rediss+cluster://...`, any one node) from which the
+      store builds its own client with `socket_timeout` and `socket_connect_timeout` =
+      `timeout` and no retries, so no call waits longer than `timeout` (a refused
+      connection fails at once); a cluster client is built on first use, since building
+      one reads the topology. A client you pass keeps its own timeouts and retry policy:
+      build it the same way (recent redis-py versions retry failed commands by default,
+      which multiplies the wait).
+    - `prefix`: the first part of every key (`{prefix}:{spec}:{scope key}`, on a cluster
+      `{prefix}:{tag}:{spec}:{scope key}`, see docs/redis.md); stores with different
+      prefixes never share a bucket. On a cluster it may not contain `{` or `}`.
     - `timeout`: seconds; the longest a call waits for Redis (with the client the store
       builds from a URL).
     - `fail_open`: what the engine does when Redis cannot answer: deny (False, the
@@ -78,6 +95,7 @@ class RedisStore:
         "_client",
         "_clock",
         "_lock",
+        "_placement",
         "_prefix",
         "_resume_at",
         "_script",
@@ -90,7 +108,7 @@ class RedisStore:
 
     def __init__(
         self,
-        client_or_url: redis.Redis | str,
+        client_or_url: redis.Redis | RedisCluster | str,
         *,
         prefix: str = "policylayer",
         timeout: float = 0.05,
@@ -105,8 +123,12 @@ class RedisStore:
             raise ValueError(f"backoff must be a non-negative number of seconds, not {backoff!r}")
         if not isinstance(prefix, str) or not prefix:
             raise ValueError(f"prefix must be a non-empty string, not {prefix!r}")
-        if isinstance(client_or_url, str):
-            client: redis.Redis = redis.Redis.from_url(
+        cluster: RedisCluster | Callable[[], RedisCluster] | None = None
+        if isinstance(client_or_url, str) and is_cluster_url(client_or_url):
+            url = client_or_url
+            cluster = lambda: build_cluster(url, timeout)  # noqa: E731
+        elif isinstance(client_or_url, str):
+            client: redis.Redis | None = redis.Redis.from_url(
                 client_or_url,
                 socket_timeout=timeout,
                 socket_connect_timeout=timeout,
@@ -114,12 +136,29 @@ class RedisStore:
             )
         elif isinstance(client_or_url, redis.Redis):
             client = client_or_url
+        elif isinstance(client_or_url, RedisCluster):
+            cluster = client_or_url
         else:
             raise TypeError(
-                f"RedisStore needs a redis.Redis client or a URL, not {type(client_or_url)}"
+                "RedisStore needs a redis.Redis or redis.cluster.RedisCluster client or a "
+                f"URL, not {type(client_or_url)}"
             )
-        self._client = client
-        self._script = client.register_script(SCRIPT)
+        self._placement: Placement | None = None
+        self._script: Any
+        if cluster is not None:
+            if "{" in prefix or "}" in prefix:
+                raise ValueError(
+                    f"prefix {prefix!r} contains a brace: on a cluster, the first {{...}} of "
+                    "a key chooses its hash slot, so the store's own tag must come first; "
+                    "choose a prefix without { or }"
+                )
+            self._client = None
+            self._script = ClusterScript(cluster, SCRIPT, clock=_clock)
+            self._placement = Placement(prefix)
+        else:
+            assert client is not None
+            self._client = client
+            self._script = client.register_script(SCRIPT)
         self._prefix = prefix
         self.timeout = float(timeout)
         self.fail_open = fail_open
@@ -132,13 +171,46 @@ class RedisStore:
         self._specs: dict[str, tuple[str, bytes, bytes, bytes]] = {}
 
     @property
-    def client(self) -> redis.Redis:
-        """The redis-py client the store talks through."""
-        return self._client
+    def client(self) -> redis.Redis | RedisCluster:
+        """The redis-py client the store talks through (a cluster client is built on first
+        use: reading this then may raise redis-py's error when no node answers)."""
+        if self._client is not None:
+            return self._client
+        cluster: RedisCluster = self._script.client
+        return cluster
+
+    def close(self) -> None:
+        """Close the client's connections (a later call opens new ones). A cluster client
+        that was never built is not built now."""
+        if self._client is not None:
+            self._client.close()
+        else:
+            self._script.close()
+
+    @property
+    def cluster(self) -> bool:
+        """True when the buckets live on a Redis Cluster (keys carry a hash tag)."""
+        return self._placement is not None
 
     def key(self, spec: BucketSpec, scope_key: object) -> str:
-        """The Redis key of one bucket: `{prefix}:{sha1(spec.uid)[:16]}:{sha1(repr(key))[:32]}`."""
-        return self._spec_args(spec)[0] + _digest(repr(scope_key), _KEY_HEX)
+        """The Redis key of one bucket: `{prefix}:{sha1(spec.uid)[:16]}:{sha1(repr(key))[:32]}`;
+        on a cluster a hash tag (`{i...}` or `{p...}`) comes after the prefix (docs/redis.md,
+        "Key layout")."""
+        return self._key(spec, scope_key)
+
+    def co_charged(self, groups: Iterable[Sequence[BucketSpec]]) -> None:
+        """Learn which counters one call can charge together (the engine calls this for
+        each policy it compiles: one group per tool entry). On a cluster it decides each
+        counter's hash slot (see `_redis_cluster.Placement`); on one node it does nothing."""
+        if self._placement is not None:
+            self._placement.co_charged(groups)
+
+    def _key(self, spec: BucketSpec, scope_key: object) -> str:
+        head = self._spec_args(spec)[0]
+        tail = _digest(repr(scope_key), _KEY_HEX)
+        if self._placement is None:
+            return head + tail
+        return f"{self._prefix}:{{{self._placement.tag(spec, scope_key)}}}:{head}{tail}"
 
     def take(self, charges: Sequence[Charge]) -> Receipt | Shortfall:
         """Take every charge's cost, or nothing; one round trip whatever the count."""
@@ -177,15 +249,34 @@ class RedisStore:
         keys: list[str] = []
         args: list[bytes | int] = [mode, 0]
         index: list[int] = []
+        placement = self._placement
+        tags: set[str] = set()
         for i, (spec, scope_key, cost) in enumerate(charges):
             if cost <= 0:
                 continue
-            prefix, interval, limit, capacity = self._spec_args(spec)
-            keys.append(prefix + _digest(repr(scope_key), _KEY_HEX))
+            head, interval, limit, capacity = self._spec_args(spec)
+            tail = _digest(repr(scope_key), _KEY_HEX)
+            if placement is None:
+                keys.append(head + tail)
+            else:
+                tag = placement.tag(spec, scope_key)
+                tags.add(tag)
+                keys.append(f"{self._prefix}:{{{tag}}}:{head}{tail}")
             args += (interval, limit, capacity, cost)
             index.append(i)
         if not keys:
             return None
+        if len(tags) > 1:
+            # One script, one slot: charging the buckets one slot at a time would not be
+            # all or nothing. The engine never sends such a call (it tells the store which
+            # counters go together); a caller of take() with other charges may.
+            raise StoreUnavailable(
+                "this call's buckets are in different hash slots of the Redis Cluster (the "
+                "buckets of different callers, or a global counter the store was not told "
+                "goes with the others), so they cannot be taken all or nothing in one "
+                "script; charge one caller's buckets per call, through the engine",
+                fail_open=self.fail_open,
+            )
         if self._clock() < self._resume_at:
             raise StoreUnavailable(
                 f"Redis timed out within the last {self.backoff:g} s; not retried until then",
@@ -194,20 +285,29 @@ class RedisStore:
         try:
             if self._time_offset is not None:
                 args[1] = round(self._time_offset() * 1_000_000)
-            reply: Any = self._script(keys=keys, args=args)
+            reply: Any
+            if placement is None:
+                reply = self._script(keys=keys, args=args)
+            else:  # a cluster backs off the node that timed out, not the whole store
+                reply = self._script.run(keys, args, self.backoff)
             if reply.__class__ is int:
                 return True
             return Shortfall(index[int(reply[0]) - 1], float(reply[1]))
+        except BackingOff as exc:
+            raise StoreUnavailable(str(exc), fail_open=self.fail_open) from None
         except Exception as exc:  # redis errors, OSError, an odd reply: never anything else
-            if isinstance(exc, redis.TimeoutError) and self.backoff > 0:
+            if isinstance(exc, redis.TimeoutError) and self.backoff > 0 and placement is None:
                 self._resume_at = self._clock() + self.backoff
             raise StoreUnavailable(_describe(exc), fail_open=self.fail_open) from exc
 
     def _spec_args(self, spec: BucketSpec) -> tuple[str, bytes, bytes, bytes]:
         cached = self._specs.get(spec.uid)
         if cached is None:
+            # The key's head: `prefix:spec:` on one node; on a cluster the tag goes between
+            # the prefix and the spec, so the head is `spec:` alone.
+            head = "" if self._placement is not None else f"{self._prefix}:"
             cached = (  # bytes: redis-py sends them as they are, with no encoding step
-                f"{self._prefix}:{_digest(spec.uid, _SPEC_HEX)}:",
+                f"{head}{_digest(spec.uid, _SPEC_HEX)}:",
                 repr(spec.interval).encode(),
                 repr(spec._limit).encode(),
                 repr(spec.capacity).encode(),
