@@ -29,6 +29,7 @@ from pydantic_core import PydanticCustomError
 from policylayer_core.conditions import describe_type
 from policylayer_core.paths import PathSyntaxError, parse_path
 from policylayer_core.ratelimit import SLACK_TOKENS
+from policylayer_core.safe_regex import expansion_problem
 from policylayer_core.schemas import check_argument_schema
 
 __all__ = [
@@ -185,6 +186,8 @@ def _check_operand(op: str, value: Any) -> Any:
                     re.compile(value)
             except (re.error, OverflowError) as exc:  # OverflowError: a{4294967296}
                 raise _fail(f"The regular expression {value!r} does not compile: {exc}.") from None
+            if (problem := expansion_problem(value)) is not None:  # (a{10000}){10000}
+                raise _fail(problem)
     elif op in _LENGTH_OPS:
         if isinstance(value, bool) or not isinstance(value, int) or value < 0:
             raise _fail(f"'{op}' needs a non-negative integer length, but the value is {value!r}.")
