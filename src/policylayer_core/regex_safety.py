@@ -205,7 +205,7 @@ def linear_safe(pattern: str) -> bool:
     try:
         parsed = _parse(pattern)
         sequences = _unroll(list(parsed), parsed.state.flags)
-    except (_NotLinear, re.error, RecursionError, LookupError, ValueError):
+    except (_NotLinear, re.error, OverflowError, RecursionError, LookupError, ValueError):
         return False  # not judged: the bounded matcher runs it
     return all(_linear(sequence) for sequence in sequences)
 
@@ -223,7 +223,7 @@ def linear_reversed(pattern: str) -> bool:
     try:
         parsed = _parse(pattern)
         sequences = _unroll(list(parsed), parsed.state.flags, mirrored=True)
-    except (_NotLinear, re.error, RecursionError, LookupError, ValueError):
+    except (_NotLinear, re.error, OverflowError, RecursionError, LookupError, ValueError):
         return False
     swap = {"anchor": "end", "end": "anchor"}
     return all(

@@ -260,7 +260,14 @@ def _compile_search(pattern: str, limits: RegexLimits) -> Callable[[str], bool]:
 
 @functools.lru_cache(maxsize=1024)
 def _engine(pattern: str) -> str:
-    """Which matcher runs `pattern`: "re", "reversed" (re, mirrored) or "bounded"."""
+    """Which matcher runs `pattern`: "re", "reversed" (re, mirrored) or "bounded" (also
+    for a pattern `re` cannot compile, which no search ever uses: the loader refuses it)."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            re.compile(pattern)
+    except (re.error, OverflowError, RecursionError):
+        return "bounded"
     if linear_safe(pattern):
         return "re"
     if linear_reversed(pattern):
