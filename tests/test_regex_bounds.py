@@ -55,7 +55,7 @@ def test_a_calls_regex_work_is_bounded_as_a_whole() -> None:
     for decision in (engine.decide("i", "t", args), engine.explain("i", "t", args).decision):
         assert (decision.effect, decision.rule) == (Effect.DENY, "/tools/t/deny_if/0/conditions/0")
         assert decision.reason == (
-            "The argument args.lines.* was not matched against the pattern: this call's "
+            "The argument args.lines.* could not be matched against the pattern: this call's "
             "searches on patterns that are not provably linear have used up the 0.1 s they "
             "may take together; the call is denied because the pattern cannot be judged safely."
         )
@@ -128,7 +128,7 @@ def test_a_spent_budget_refuses_before_searching() -> None:
     with pytest.raises(RegexRefused) as refused:
         CallBudget(0.0).run(search, "abc")
     assert refused.value.reason == (
-        "The string was not matched against the pattern: this call's searches on patterns "
+        "The string could not be matched against the pattern: this call's searches on patterns "
         "that are not provably linear have used up the 0 s they may take together, so the "
         "pattern cannot be judged safely."
     )

@@ -147,7 +147,7 @@ def _too_slow(limits: RegexLimits) -> RegexRefused:
 
 def _budget_spent(seconds: float) -> RegexRefused:
     return _refused(
-        f"{{subject}} was not matched against the pattern: this call's searches on patterns "
+        f"{{subject}} could not be matched against the pattern: this call's searches on patterns "
         f"that are not provably linear have used up the {seconds:g} s they may take together"
     )
 
