@@ -28,6 +28,7 @@ from policylayer_core.safe_regex import (
     bounded_search,
     compile_search,
     required_literal,
+    reversed_search,
 )
 from policylayer_core.validators import compile_validator
 
@@ -97,8 +98,13 @@ def test_verdicts_equal_re_search(pattern: str, texts: list[str]) -> None:
     except (re.error, OverflowError, RecursionError):
         assume(False)
         return
-    # The bounded engine is tried on every pattern, not only those linear_safe sends to it.
-    for search in (bounded_search(pattern, GENEROUS), compile_search(pattern, GENEROUS)):
+    # The bounded engine is tried on every pattern, not only those linear_safe sends to it,
+    # and the mirrored search on every pattern it can mirror, linear or not.
+    searches = [bounded_search(pattern, GENEROUS), compile_search(pattern, GENEROUS)]
+    mirrored = reversed_search(pattern, GENEROUS)
+    if mirrored is not None:
+        searches.append(mirrored)
+    for search in searches:
         for text in texts:
             try:
                 got = search(text)
@@ -108,6 +114,50 @@ def test_verdicts_equal_re_search(pattern: str, texts: list[str]) -> None:
                 assert not text.isascii()
                 continue
             assert got is (expected.search(text) is not None), (pattern, text)
+
+
+# Patterns the mirrored search can take (no lookarounds, atomic groups, possessive
+# repeats or backreferences), so that nearly every example exercises it.
+MIRRORABLE_LEAVES = [leaf for leaf in LEAVES if leaf != "(?!)"]
+MIRRORABLE_QUANTIFIERS = [q for q in QUANTIFIERS if not q.endswith("+") or q == "+"]
+
+
+def _grow_mirrorable(inner: st.SearchStrategy[str]) -> st.SearchStrategy[str]:
+    pair = st.tuples(inner, inner)
+    return st.one_of(
+        pair.map("".join),
+        pair.map(lambda p: f"(?:{p[0]}|{p[1]})"),
+        inner.map(lambda p: f"({p})"),
+        st.tuples(inner, st.sampled_from(MIRRORABLE_QUANTIFIERS)).map(
+            lambda p: f"(?:{p[0]}){p[1]}"
+        ),
+        st.tuples(st.sampled_from(["i", "m", "s", "a", "-i", "i-s"]), inner).map(
+            lambda p: f"(?{p[0]}:{p[1]})"
+        ),
+    )
+
+
+MIRRORABLE = st.tuples(
+    st.sampled_from(["", "", "(?i)", "(?m)", "(?s)", "(?a)", "(?im)", "^", r"\A"]),
+    st.recursive(st.sampled_from(MIRRORABLE_LEAVES), _grow_mirrorable, max_leaves=8),
+    st.sampled_from(["", "$", "$", r"\Z", "\n$", "(?m:$)", r"\b"]),
+).map("".join)
+
+
+@FUZZ
+@given(pattern=MIRRORABLE, texts=st.lists(TEXTS, min_size=1, max_size=4))
+def test_mirrored_verdicts_equal_re_search(pattern: str, texts: list[str]) -> None:
+    """The mirrored search (`reversed_search`, which runs end-anchored patterns such as
+    `\\s+$` in linear time) finds a match exactly when `re.search` does."""
+    try:
+        expected = re.compile(pattern)
+    except (re.error, OverflowError, RecursionError):
+        assume(False)
+        return
+    mirrored = reversed_search(pattern, GENEROUS)
+    assert mirrored is not None, pattern
+    for text in [*texts, *(text + "\n" for text in texts)]:
+        assert mirrored(text) is (expected.search(text) is not None), (pattern, text)
 
 
 @pytest.mark.parametrize(

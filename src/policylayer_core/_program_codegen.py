@@ -357,6 +357,11 @@ class Specialiser:
         """The run for `program` and the decisions its route must carry."""
         if program.is_static:
             return general_run, ()
+        if program.regex_budget is not None:
+            # A regex may run on the time-bounded engine: the general path decides in one
+            # pass within the call's budget. Generated code would hand a refusal over to
+            # the general path, which would spend the budget again from the start.
+            return general_run, ()
         written = _source(program, self._store, self._regex_limits)
         if written is None:
             return general_run, ()

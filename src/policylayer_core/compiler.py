@@ -24,7 +24,7 @@ from policylayer_core.conditions import describe_type
 from policylayer_core.decision import Decision, Effect, quote_caller_text
 from policylayer_core.globs import BoundedCache, GlobTable, is_glob
 from policylayer_core.jsontext import pointer_join
-from policylayer_core.model import Limit, Policy, RuleSet, ToolEntry
+from policylayer_core.model import Limit, Policy, Rule, RuleSet, ToolEntry
 from policylayer_core.paths import parse_path
 from policylayer_core.program import (
     GLOBAL,
@@ -37,9 +37,13 @@ from policylayer_core.program import (
     ToolProgram,
 )
 from policylayer_core.ratelimit import BucketSpec, RateLimitStore
-from policylayer_core.safe_regex import RegexLimits
+from policylayer_core.safe_regex import CallBudget, RegexLimits, needs_time_bound
 from policylayer_core.schemas import describe_violation
-from policylayer_core.validators import ArgumentValidator, compile_validator
+from policylayer_core.validators import (
+    ArgumentValidator,
+    compile_validator,
+    schema_needs_time_bound,
+)
 
 __all__ = [
     "MAX_TOOL_NAME_LENGTH",
@@ -105,6 +109,7 @@ class Parts:
     deny_ifs: tuple[RuleParts, ...]
     approve_ifs: tuple[RuleParts, ...]
     limits: tuple[LimitPlan, ...]
+    bounded_regex: bool = False  # a pattern may run on the time-bounded regex engine
 
 
 class CompiledPolicy:
@@ -128,6 +133,7 @@ class CompiledPolicy:
             policy.arguments, pointer=self._ptr("arguments")
         )
         self._regex_limits = RegexLimits(max_input=self.argument_limits.max_regex_input)
+        self._regex_budget = CallBudget(self._regex_limits.call_budget)
         self._specialise = Specialiser(store, self._regex_limits)
         # The walk is opt-in: a program calls it only when the section sets a size limit
         # or non_json "deny" (docs/decisions.md, "Hostile arguments").
@@ -205,6 +211,7 @@ class CompiledPolicy:
             deny_ifs=rules("deny_if"),
             approve_ifs=rules("approve_if"),
             limits=self._plan_limits(limits),
+            bounded_regex=_bounded_regex(entry, all_tools, key is not None),
         )
 
     def _plan_limits(self, limits: list[tuple[str, Limit]]) -> tuple[LimitPlan, ...]:
@@ -411,6 +418,7 @@ class CompiledPolicy:
                 for r in parts.approve_ifs
             ),
             limits=parts.limits,
+            regex_budget=self._regex_budget if parts.bounded_regex else None,
             store=self._store,
             allow=make(
                 Effect.ALLOW, entry, f"The call to {shown} is allowed by {allowed_by}.", None
@@ -434,6 +442,19 @@ def _packed(routes: dict[str, Route]) -> dict[str, Route]:
         fields = tuple(list(route.fields))
         packed[name] = replace(route, fields=fields)
     return packed
+
+
+def _bounded_regex(entry: ToolEntry, all_tools: RuleSet, own: bool) -> bool:
+    """Whether a call of the entry may run a regex on the time-bounded engine, and so
+    needs a budget for the call (`safe_regex.CallBudget`); `own`: the entry's own rules
+    count (not for the default)."""
+    rules = [r for a in ("require", "deny_if", "approve_if") for r in getattr(all_tools, a)]
+    if own:
+        rules += [r for a in ("require", "deny_if", "approve_if") for r in getattr(entry, a)]
+    conditions = [c for r in rules for c in (r.conditions if isinstance(r, Rule) else [r])]
+    if any(c.op == "regex" and needs_time_bound(c.value) for c in conditions):
+        return True
+    return entry.json_schema is not None and schema_needs_time_bound(entry.json_schema)
 
 
 def _violation_reason(tool: str) -> Callable[[Any], str]:

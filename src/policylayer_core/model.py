@@ -31,6 +31,7 @@ from policylayer_core._spelling import did_you_mean
 from policylayer_core.conditions import describe_type
 from policylayer_core.paths import PathSyntaxError, parse_path
 from policylayer_core.ratelimit import SLACK_TOKENS
+from policylayer_core.safe_regex import expansion_problem
 from policylayer_core.schemas import check_argument_schema
 
 __all__ = [
@@ -197,6 +198,8 @@ def _check_operand(op: str, value: Any) -> Any:
                 raise _fail(
                     f"The regular expression {_json_text(value)} does not compile: {exc}."
                 ) from None
+            if (problem := expansion_problem(value)) is not None:  # (a{10000}){10000}
+                raise _fail(problem)
     elif op in _LENGTH_OPS:
         if isinstance(value, bool) or not isinstance(value, int) or value < 0:
             raise _fail(

@@ -19,6 +19,7 @@ from policylayer_core.conditions import Check, Indeterminate, describe_type
 from policylayer_core.decision import Decision, Effect
 from policylayer_core.paths import MISSING, NotJSON, ShapeMismatch, resolve
 from policylayer_core.ratelimit import BucketSpec, RateLimitStore, Shortfall, StoreUnavailable
+from policylayer_core.safe_regex import CallBudget, budget_open
 from policylayer_core.validators import ArgumentValidator
 
 __all__ = ["CostSource", "LimitPlan", "RuleCheck", "Step", "ToolProgram", "read_cost"]
@@ -165,6 +166,7 @@ class ToolProgram:
         "limits",
         "make",
         "not_object",
+        "regex_budget",
         "requires",
         "schema_pointer",
         "store",
@@ -192,6 +194,7 @@ class ToolProgram:
         limits: tuple[LimitPlan, ...],
         store: RateLimitStore,
         allow: Decision,
+        regex_budget: CallBudget | None = None,
     ) -> None:
         self.tool = tool
         self.entry_pointer = entry_pointer
@@ -208,6 +211,9 @@ class ToolProgram:
         self.limits = limits
         self.store = store
         self.allow = allow
+        # Set when a pattern of this tool may run on the time-bounded regex engine: each
+        # call then runs within one budget of regex time (`safe_regex.CallBudget`).
+        self.regex_budget = regex_budget
         # A store may offer a cheaper path for the common single-bucket call; with a
         # literal cost that fits the bucket, nothing about the charge depends on the call
         # but its key.
@@ -234,7 +240,7 @@ class ToolProgram:
             or self.limits
         )
 
-    def run(  # noqa: PLR0917 - the hot path: positional arguments are the cheapest to pass
+    def run(  # noqa: PLR0915, PLR0917 - the hot path: one function, positional arguments
         self,
         identity: str,
         args: Any,
@@ -244,6 +250,8 @@ class ToolProgram:
         dry: bool = False,
     ) -> Decision:
         """Decide one call to this tool (steps 5-11); never raises for caller input."""
+        if self.regex_budget is not None and not budget_open():
+            return self.regex_budget.run(self.run, identity, args, session, approved, trace, dry)
         tool = self.tool
         if args is None:
             args = _EMPTY

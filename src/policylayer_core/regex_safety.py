@@ -6,7 +6,10 @@ nesting and `policylayer check` warns about it.
 
 `linear_safe` is the stricter, sound judgement that `safe_regex` relies on: True only when
 `re.search` is provably linear in the length of the string, so plain `re` may run the
-pattern. Everything else runs on a matcher with a time bound (see `safe_regex`).
+pattern. `linear_reversed` is its mirror image: True when `re.search` of the reversed
+pattern on the reversed string is provably linear, which holds for most patterns that end
+with `$` (`\\s+$`, `[a-z]+\\d$`): `safe_regex` runs those reversed, on `re`. Everything else
+runs on a matcher with a time bound (see `safe_regex`).
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ from typing import Any
 
 from policylayer_core._charsets import Ranges, atom_set, intersects, scoped_flags, union
 
-__all__ = ["catastrophic_regex", "linear_safe"]
+__all__ = ["catastrophic_regex", "linear_reversed", "linear_safe"]
 
 # The regex parser has no public API and no type stubs; `sre_parse`, its old name, warns.
 _sre: Any = importlib.import_module("re._parser")
@@ -164,8 +167,9 @@ def _nested(items: _Items, probes: frozenset[str]) -> bool:
 # The pattern is unrolled into flat sequences (one per way through its alternations and
 # optional groups) of atoms: a single character that must be consumed ("char"), a repeat
 # of one character with at most _SHORT choices of count ("short"), a repeat of one
-# character with more ("long"), a start-of-string anchor ("anchor") and other zero-width
-# checks of bounded cost ("zero"). `re.search` then costs at most the sum over sequences,
+# character with more ("long"), a start-of-string anchor ("anchor"), an end-of-string
+# anchor ("end": `\Z`, or `$` without MULTILINE) and other zero-width checks of bounded
+# cost ("zero"). `re.search` then costs at most the sum over sequences,
 # and a sequence is linear when two rules hold for every long repeat R:
 #
 # * Between R and the previous long repeat P stands a mandatory character that P cannot
@@ -178,6 +182,11 @@ def _nested(items: _Items, probes: frozenset[str]) -> bool:
 # A long repeat that ends a sequence is exempt: reaching it means the match succeeds.
 # Unbounded repeats of anything but one character, backreferences and lookarounds holding
 # a long repeat are not judged at all: the pattern is simply not linear_safe.
+#
+# `linear_reversed` judges the mirror image: each sequence reversed, its end anchors
+# taking the place of start anchors. Reversed, `$` holds at the start of the text or just
+# after a first "\n": at two positions, not one, which doubles the cost of the anchored
+# attempts and changes nothing else in the argument.
 
 _SHORT = 16  # a repeat with more than this many choices of count is long
 _MAX_SEQUENCES = 256
@@ -196,9 +205,31 @@ def linear_safe(pattern: str) -> bool:
     try:
         parsed = _parse(pattern)
         sequences = _unroll(list(parsed), parsed.state.flags)
-    except (_NotLinear, re.error, RecursionError, LookupError, ValueError):
+    except (_NotLinear, re.error, OverflowError, RecursionError, LookupError, ValueError):
         return False  # not judged: the bounded matcher runs it
     return all(_linear(sequence) for sequence in sequences)
+
+
+def linear_reversed(pattern: str) -> bool:
+    """True when searching the mirror image of `pattern` in the reversed string, with
+    `re.search`, takes linear time and finds a match exactly when `re.search(pattern, s)`
+    does (see `safe_regex.reversed_search`, which writes that mirror image).
+
+    Only constructs whose matches mirror exactly are admitted: characters, classes,
+    groups, alternation, greedy and lazy repeats, anchors and word boundaries. Not
+    lookarounds (`re` only looks behind by a fixed width), atomic groups and possessive
+    repeats (which cut off matches depending on the direction), nor backreferences.
+    """
+    try:
+        parsed = _parse(pattern)
+        sequences = _unroll(list(parsed), parsed.state.flags, mirrored=True)
+    except (_NotLinear, re.error, OverflowError, RecursionError, LookupError, ValueError):
+        return False
+    swap = {"anchor": "end", "end": "anchor"}
+    return all(
+        _linear(tuple((swap.get(kind, kind), chars, low) for kind, chars, low in reversed(seq)))
+        for seq in sequences
+    )
 
 
 def _single(items: _Items, flags: int) -> Ranges | None:
@@ -213,31 +244,39 @@ def _single(items: _Items, flags: int) -> Ranges | None:
     return _single(av, flags) if name == "ATOMIC_GROUP" else None
 
 
-def _unroll(items: _Items, flags: int) -> list[_Seq]:
+def _unroll(items: _Items, flags: int, *, mirrored: bool = False) -> list[_Seq]:
     sequences: list[_Seq] = [()]
     for op, av in items:
-        ways = _ways(str(op), av, flags)
+        ways = _ways(str(op), av, flags, mirrored)
         sequences = [done + way for done in sequences for way in ways]
         if len(sequences) > _MAX_SEQUENCES:
             raise _NotLinear
     return sequences
 
 
-def _ways(name: str, av: Any, flags: int) -> list[_Seq]:
-    """The flat sequences one item can stand for."""
+def _anchor_kind(where: str, flags: int) -> str:
+    multiline = flags & re.MULTILINE
+    if where == "AT_BEGINNING_STRING" or (where == "AT_BEGINNING" and not multiline):
+        return "anchor"
+    if where == "AT_END_STRING" or (where == "AT_END" and not multiline):
+        return "end"
+    return "zero"
+
+
+def _ways(name: str, av: Any, flags: int, mirrored: bool) -> list[_Seq]:
+    """The flat sequences one item can stand for (`mirrored`: only if it mirrors exactly)."""
     if name in _CHAR_ITEMS:
         return [(("char", atom_set(name, av, flags), 1),)]
     if name == "AT":
-        start = str(av) == "AT_BEGINNING_STRING" or (
-            str(av) == "AT_BEGINNING" and not flags & re.MULTILINE
-        )
-        return [(("anchor" if start else "zero", None, 0),)]
+        return [((_anchor_kind(str(av), flags), None, 0),)]
     if name == "SUBPATTERN":
-        return _unroll(av[3], scoped_flags(flags, av[1], av[2]))
+        return _unroll(av[3], scoped_flags(flags, av[1], av[2]), mirrored=mirrored)
+    if mirrored and name in ("ATOMIC_GROUP", "POSSESSIVE_REPEAT", "ASSERT", "ASSERT_NOT"):
+        raise _NotLinear  # `(?>a+)a` never matches; its mirror image would
     if name == "ATOMIC_GROUP":  # never backtracks into itself: no costlier than a group
         return _unroll(av, flags)
     if name == "BRANCH":
-        return [way for branch in av[1] for way in _unroll(branch, flags)]
+        return [way for branch in av[1] for way in _unroll(branch, flags, mirrored=mirrored)]
     if name in ("ASSERT", "ASSERT_NOT"):
         if any(kind == "long" for way in _unroll(av[1], flags) for kind, _, _ in way):
             raise _NotLinear
@@ -248,8 +287,8 @@ def _ways(name: str, av: Any, flags: int) -> list[_Seq]:
         if chars is not None:
             return [(("long" if high - low > _SHORT else "short", chars, low),)]
         if high <= 1:  # an optional group: with it or without it
-            return ([()] if low == 0 else []) + _unroll(body, flags)
-        ways = _unroll(body, flags)
+            return ([()] if low == 0 else []) + _unroll(body, flags, mirrored=mirrored)
+        ways = _unroll(body, flags, mirrored=mirrored)
         if high - low > _SHORT or len(ways) != 1 or any(kind != "char" for kind, _, _ in ways[0]):
             raise _NotLinear
         return [(("short", None, low),)]  # a bounded repeat of a fixed string

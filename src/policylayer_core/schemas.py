@@ -7,7 +7,8 @@ points into a schema) and how a violation reads in a denial.
 Beyond the meta-schema, a schema is refused when the engine could not check calls
 against it: a `$ref` that does not resolve inside the schema itself (the format allows
 no reference to another document, so nothing is ever read from a file or the network),
-and a `pattern` or `patternProperties` key that Python's `re` cannot compile.
+and a `pattern` or `patternProperties` key that Python's `re` cannot compile or that is
+too large for the bounded regex matcher (`safe_regex.expansion_problem`).
 """
 
 from __future__ import annotations
@@ -24,6 +25,8 @@ from jsonschema.exceptions import best_match
 from pydantic_core import PydanticCustomError
 from referencing import Registry, Resource
 from referencing.exceptions import NoSuchResource
+
+from policylayer_core.safe_regex import expansion_problem
 
 if TYPE_CHECKING:
     from referencing import Specification
@@ -272,20 +275,23 @@ def _json_kind(value: Any) -> str:
 
 
 def _check_patterns(pointer: str, node: dict[str, Any]) -> None:
-    """The regexes of one schema object compile, as jsonschema will use them."""
+    """The regexes of one schema object compile, as jsonschema will use them, and are not
+    too large for the engine's bounded matcher (`safe_regex.expansion_problem`)."""
     pattern = node.get("pattern")
-    if isinstance(pattern, str) and (error := regex_error(pattern)) is not None:
-        raise _regex_failure(f"{pointer}/pattern", pattern, error)
+    if isinstance(pattern, str):
+        _check_pattern(f"{pointer}/pattern", pattern)
     patterns = node.get("patternProperties")
     if not isinstance(patterns, dict) or not patterns:
         return
     for key in patterns:
-        if isinstance(key, str) and (error := regex_error(key)) is not None:
-            raise _regex_failure(f"{pointer}/patternProperties/{_escape(key)}", key, error)
+        if isinstance(key, str):
+            _check_pattern(f"{pointer}/patternProperties/{_escape(key)}", key)
     # With additionalProperties, jsonschema also searches the patterns joined with "|",
     # which may not compile even when each one does ("(?i)a" after another pattern).
     joined = "|".join(key for key in patterns if isinstance(key, str))
-    if "additionalProperties" in node and (error := regex_error(joined)) is not None:
+    if "additionalProperties" not in node:
+        return
+    if (error := regex_error(joined)) is not None:
         raise _fail(
             f"{pointer}/patternProperties",
             "The keys of 'patternProperties' do not compile as one regular expression "
@@ -294,6 +300,20 @@ def _check_patterns(pointer: str, node: dict[str, Any]) -> None:
             joined=repr(joined),
             error=error,
         )
+    if (problem := expansion_problem(joined)) is not None:
+        raise _fail(
+            f"{pointer}/patternProperties",
+            "'additionalProperties' matches the keys of 'patternProperties' joined with '|' "
+            "as one regular expression. {problem}",
+            problem=problem,
+        )
+
+
+def _check_pattern(pointer: str, pattern: str) -> None:
+    if (error := regex_error(pattern)) is not None:
+        raise _regex_failure(pointer, pattern, error)
+    if (problem := expansion_problem(pattern)) is not None:
+        raise _fail(pointer, "{problem}", problem=problem)
 
 
 def _regex_failure(pointer: str, pattern: str, error: str) -> PydanticCustomError:

@@ -25,7 +25,8 @@ only, as jsonschema treats it by default. Three rules keep that true:
 Regexes run within `RegexLimits` (see `safe_regex`), in the compiled code and in the
 jsonschema validators behind the fallbacks alike: a string a pattern cannot be matched
 against safely makes the instance invalid, with a message that says why. Within the
-limits the verdicts are jsonschema's.
+limits the verdicts are jsonschema's. Every pattern of the schema is compiled when the
+validator is built, and held as long as it lives, so no call ever compiles one.
 
 Where jsonschema itself raises on a JSON instance (a float `multipleOf` and an integer
 beyond a float's range, which its float division overflows), there is no verdict to
@@ -39,6 +40,8 @@ from __future__ import annotations
 
 import functools
 import importlib
+import re
+import weakref
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from types import FunctionType
@@ -61,10 +64,17 @@ from policylayer_core.safe_regex import (
     RegexLimits,
     RegexRefused,
     compile_search,
+    needs_time_bound,
 )
 from policylayer_core.schemas import NO_RETRIEVAL
 
-__all__ = ["ArgumentValidator", "SchemaViolation", "compile_validator"]
+__all__ = [
+    "ArgumentValidator",
+    "SchemaViolation",
+    "compile_validator",
+    "schema_needs_time_bound",
+    "schema_patterns",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,25 +125,28 @@ def compile_validator(
     """
     validator_class = validator_for(schema, default=Draft202012Validator)
     bounded = _bounded_class(validator_class, regex_limits)
+    # jsonschema's keyword functions get a pattern's text at each call: every pattern is
+    # compiled now, once, and held by the checks that may need it (see `_matcher`).
+    held = _hold(schema_patterns(schema), regex_limits)
     # NO_RETRIEVAL: whatever the schema says, no check ever reads a file or the network
     # (`check_argument_schema` already refused references to other documents).
     reference = bounded(_without_dialect(schema), registry=NO_RETRIEVAL)
     dialect = _DIALECTS.get(validator_class)
     if dialect is None or _needs_whole_schema_fallback(schema):
-        return _judging(_catching_refusals(_jsonschema_check(reference)))
+        return _judging(_catching_refusals(_jsonschema_check(reference, held)))
     try:
         compiled = _schema_codegen.generate(
             schema,
             dialect,
             violation=SchemaViolation,
             node_fallback=lambda node: _jsonschema_check(
-                reference.evolve(schema=_without_dialect(node))
+                reference.evolve(schema=_without_dialect(node)), held
             ),
             regex_limits=regex_limits,
         )
     except (_schema_codegen.WholeSchemaFallback, RecursionError):
         # RecursionError: a schema nested too deeply to generate code for.
-        return _judging(_catching_refusals(_jsonschema_check(reference)))
+        return _judging(_catching_refusals(_jsonschema_check(reference, held)))
     # Only multipleOf may be unjudgeable: leave the other validators without the wrapper.
     return _judging(compiled) if _mentions(schema, "multipleOf") else compiled
 
@@ -247,11 +260,12 @@ def _needs_whole_schema_fallback(schema: dict[str, Any] | bool) -> bool:
     return False
 
 
-def _jsonschema_check(validator: Validator) -> ArgumentValidator:
-    """An ArgumentValidator backed by a jsonschema validator instance."""
+def _jsonschema_check(validator: Validator, held: list[Any]) -> ArgumentValidator:
+    """An ArgumentValidator backed by a jsonschema validator instance; it keeps `held`
+    (the schema's compiled patterns) alive for as long as it lives."""
     iter_errors = validator.iter_errors
 
-    def check(instance: Any) -> SchemaViolation | None:
+    def check(instance: Any, _held: list[Any] = held) -> SchemaViolation | None:
         # One pass: best_match stops at once when there is no error at all.
         error = best_match(iter_errors(instance))
         if error is None:
@@ -260,6 +274,65 @@ def _jsonschema_check(validator: Validator) -> ArgumentValidator:
         return SchemaViolation(tuple(error.absolute_path), keyword, error.message)
 
     return check
+
+
+# -- the schema's patterns ------------------------------------------------------------------
+
+
+def schema_patterns(schema: Any) -> list[str]:
+    """Every regex a validator for `schema` may search with: `pattern` values, the keys of
+    `patternProperties`, and those keys joined with "|" (as `additionalProperties` matches
+    them). Every object in the schema is looked at, keyword or not: a pattern found in
+    data (an `enum` value) is only compiled for nothing."""
+    found: dict[str, None] = {}
+    todo = [schema]
+    while todo:
+        node = todo.pop()
+        if isinstance(node, dict):
+            pattern = node.get("pattern")
+            if isinstance(pattern, str):
+                found[pattern] = None
+            keys = node.get("patternProperties")
+            if isinstance(keys, dict) and keys:
+                strings = [key for key in keys if isinstance(key, str)]
+                found.update(dict.fromkeys(strings))
+                found["|".join(strings)] = None
+            todo.extend(node.values())
+        elif isinstance(node, list):
+            todo.extend(node)
+    return list(found)
+
+
+def schema_needs_time_bound(schema: Any) -> bool:
+    """Whether a validator for `schema` may search with a pattern that runs on the
+    bounded engine (`safe_regex.needs_time_bound`), and so needs a call's regex budget."""
+    return any(needs_time_bound(pattern) for pattern in schema_patterns(schema) if pattern)
+
+
+# Compiled patterns of live validators, by (pattern, limits); an entry lasts as long as a
+# validator holds its matcher. compile_search's own cache is bounded, so with more
+# patterns than it keeps, jsonschema's keyword functions would compile again in a call.
+_HELD: weakref.WeakValueDictionary[tuple[str, RegexLimits], Callable[[str], bool]] = (
+    weakref.WeakValueDictionary()
+)
+
+
+def _hold(patterns: list[str], limits: RegexLimits) -> list[Any]:
+    held = []
+    for pattern in patterns:
+        try:
+            matcher = compile_search(pattern, limits)
+        except (re.error, OverflowError, RecursionError):
+            continue  # not a pattern after all (data), or one the loader reports
+        _HELD[(pattern, limits)] = matcher
+        held.append(matcher)
+    return held
+
+
+def _matcher(pattern: str, limits: RegexLimits) -> Callable[[str], bool]:
+    """The compiled matcher for one of a live validator's patterns."""
+    matcher = _HELD.get((pattern, limits))
+    return matcher if matcher is not None else compile_search(pattern, limits)
 
 
 # -- regexes in jsonschema's own keyword functions ---------------------------------------
@@ -285,7 +358,7 @@ class _BoundedRe:
 
     def search(self, pattern: str, string: str) -> bool:
         try:
-            return compile_search(pattern, self._limits)(string)
+            return _matcher(pattern, self._limits)(string)
         except RegexRefused as refused:
             message = refused_message(refused, "a property name", pattern)
             raise Refusal(SchemaViolation((), self._keyword, message)) from None
@@ -319,7 +392,7 @@ def _bounded_pattern(limits: RegexLimits) -> Callable[..., Iterator[ValidationEr
         if not validator.is_type(instance, "string"):
             return
         try:
-            matched = compile_search(patrn, limits)(instance)
+            matched = _matcher(patrn, limits)(instance)
         except RegexRefused as refused:
             message = refused_message(refused, "the string", patrn)
             raise Refusal(SchemaViolation((), "pattern", message)) from None
