@@ -240,7 +240,7 @@ class ToolProgram:
             or self.limits
         )
 
-    def run(  # noqa: PLR0915, PLR0917 - the hot path: one function, positional arguments
+    def run(  # noqa: PLR0917 - the hot path: one function, positional arguments
         self,
         identity: str,
         args: Any,
