@@ -417,12 +417,20 @@ class _Generator:
             message = f"repr({v}) + ' is not valid under any of the given schemas'"
             self._guard(depth, path, lambda at: self._check(at, failed, path, "anyOf", message))
         if "oneOf" in node:
+            # Each branch's verdict is kept for the message: judging the branches again
+            # there would check every nested oneOf twice per level, which a recursive
+            # schema turns into time exponential in the depth of the instance.
             names = [self._function(s) for s in node["oneOf"]]
-            matches = " + ".join(f"({name}({v}) is None)" for name in names) or "0"
-            one_of = f"_one_of_message({v}, {self._const(node['oneOf'])}, ({', '.join(names)},))"
-            self._guard(
-                depth, path, lambda at: self._check(at, f"{matches} != 1", path, "oneOf", one_of)
-            )
+            verdicts = [f"_m{index}" for index in range(len(names))]
+            matches = " + ".join(verdicts) or "0"
+            one_of = f"_one_of_message({v}, {self._const(node['oneOf'])}, ({', '.join(verdicts)},))"
+
+            def one_of_check(at: int) -> None:
+                for verdict, name in zip(verdicts, names, strict=True):
+                    self._emit(at, f"{verdict} = {name}({v}) is None")
+                self._check(at, f"{matches} != 1", path, "oneOf", one_of)
+
+            self._guard(depth, path, one_of_check)
         if "not" in node:
             suffix = f" should not be valid under {node['not']!r}"
             negated = f"{self._function(node['not'])}({v}) is None"

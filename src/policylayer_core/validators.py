@@ -42,7 +42,7 @@ import importlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from types import FunctionType
-from typing import Any, TypeAlias
+from typing import Any, NoReturn, TypeAlias
 
 from jsonschema import Draft7Validator, Draft201909Validator, Draft202012Validator
 from jsonschema.exceptions import ValidationError, best_match
@@ -55,6 +55,7 @@ from policylayer_core._schema_runtime import (
     Unjudgeable,
     refused_message,
     too_large_for_multiple_of,
+    unique,
 )
 from policylayer_core.safe_regex import (
     DEFAULT_REGEX_LIMITS,
@@ -134,8 +135,10 @@ def compile_validator(
     except (_schema_codegen.WholeSchemaFallback, RecursionError):
         # RecursionError: a schema nested too deeply to generate code for.
         return _judging(_catching_refusals(_jsonschema_check(reference)))
-    # Only multipleOf may be unjudgeable: leave the other validators without the wrapper.
-    return _judging(compiled) if _mentions(schema, "multipleOf") else compiled
+    # Only multipleOf and uniqueItems may be unjudgeable: leave the other validators
+    # without the wrapper.
+    unjudgeable = _mentions(schema, "multipleOf") or _mentions(schema, "uniqueItems")
+    return _judging(compiled) if unjudgeable else compiled
 
 
 def _without_dialect(schema: Any) -> Any:
@@ -252,14 +255,37 @@ def _jsonschema_check(validator: Validator) -> ArgumentValidator:
     iter_errors = validator.iter_errors
 
     def check(instance: Any) -> SchemaViolation | None:
-        # One pass: best_match stops at once when there is no error at all.
-        error = best_match(iter_errors(instance))
+        try:
+            # One pass: best_match stops at once when there is no error at all.
+            error = best_match(iter_errors(instance))
+        except Exception:
+            raise
+        except BaseException as failure:
+            _raise_panic(failure)
         if error is None:
             return None
         keyword = error.validator if isinstance(error.validator, str) else "false"
         return SchemaViolation(tuple(error.absolute_path), keyword, error.message)
 
     return check
+
+
+def _raise_panic(failure: BaseException) -> NoReturn:
+    """Raise `failure` as an `Exception` when it is a panic of a compiled extension.
+
+    `referencing` looks references up in `rpds` maps, written in Rust: when Python's
+    recursion limit is reached inside one of them (a deep instance under a recursive
+    schema, checked from a deep stack), the Rust code panics, and pyo3 raises its
+    `PanicException`, which derives from BaseException and so escapes `except Exception`.
+    That is a RecursionError in all but name; any other panic is a failure of the check.
+    Everything else (KeyboardInterrupt, SystemExit, ...) is raised as it is.
+    """
+    kind = type(failure)
+    if kind.__name__ != "PanicException" or kind.__module__ != "pyo3_runtime":
+        raise failure
+    if "RecursionError" in str(failure):
+        raise RecursionError("the instance is nested too deeply to check") from failure
+    raise RuntimeError(f"the schema check failed inside a compiled extension: {failure}")
 
 
 # -- regexes in jsonschema's own keyword functions ---------------------------------------
@@ -329,6 +355,15 @@ def _bounded_pattern(limits: RegexLimits) -> Callable[..., Iterator[ValidationEr
     return pattern
 
 
+def _unique_items(
+    validator: Any, unique_items: Any, instance: Any, schema: Any
+) -> Iterator[ValidationError]:
+    """jsonschema's uniqueItems, with the near-linear `unique` (which raises `Unjudgeable`
+    for an array holding a value that is not JSON, rather than call its methods)."""
+    if unique_items and validator.is_type(instance, "array") and not unique(instance):
+        yield ValidationError(f"{instance!r} has non-unique elements")
+
+
 @functools.lru_cache(maxsize=64)
 def _bounded_class(validator_class: Any, limits: RegexLimits) -> Any:
     """`validator_class` extended with bounded versions of its regex-using keywords."""
@@ -338,6 +373,7 @@ def _bounded_class(validator_class: Any, limits: RegexLimits) -> Any:
     unevaluated = _BoundedRe(limits, "unevaluatedProperties")
     replacements = {
         _keywords.multipleOf: _multiple_of,
+        _keywords.uniqueItems: _unique_items,
         _keywords.pattern: _bounded_pattern(limits),
         _keywords.patternProperties: _rebound(
             _keywords.patternProperties, re=_BoundedRe(limits, "patternProperties")
@@ -363,4 +399,29 @@ def _bounded_class(validator_class: Any, limits: RegexLimits) -> Any:
         for keyword, function in validator_class.VALIDATORS.items()
         if function in replacements
     }
+    for keyword in ("unevaluatedItems", "unevaluatedProperties"):
+        if keyword in validator_class.VALIDATORS:
+            overrides[keyword] = _evaluated_in_sets(
+                overrides.get(keyword, validator_class.VALIDATORS[keyword])
+            )
     return extend(validator_class, overrides) if overrides else validator_class  # type: ignore[no-untyped-call]
+
+
+def _evaluated_in_sets(keyword: Any) -> Any:
+    """An unevaluatedItems/Properties keyword function that finds the evaluated indexes or
+    keys in a set: jsonschema's own keeps them in a list and tests every item or key
+    against it with `in`, which takes minutes for 50,000 items next to `items`."""
+    finders = {
+        name: _as_set(keyword.__globals__[name])
+        for name in keyword.__code__.co_names
+        if name.startswith("find_evaluated_")
+    }
+    return _rebound(keyword, **finders)
+
+
+def _as_set(find: Callable[..., list[Any]]) -> Callable[..., set[Any]]:
+    def finding(validator: Any, instance: Any, schema: Any) -> set[Any]:
+        # Indexes, or the instance's keys (hashable, and equal as `in` on a list tests).
+        return set(find(validator, instance, schema))
+
+    return finding
