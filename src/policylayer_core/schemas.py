@@ -8,6 +8,10 @@ Beyond the meta-schema, a schema is refused when the engine could not check call
 against it: a `$ref` that does not resolve inside the schema itself (the format allows
 no reference to another document, so nothing is ever read from a file or the network),
 and a `pattern` or `patternProperties` key that Python's `re` cannot compile.
+
+A schema is refused, too, when a reference leads back to a schema that applies it without
+descending into a part of the value (`{"not": {"$ref": "#"}}`): checking a call would
+apply the same schemas to the same value forever (see `_Graph`).
 """
 
 from __future__ import annotations

@@ -29,10 +29,22 @@ limits the verdicts are jsonschema's.
 
 Where jsonschema itself raises on a JSON instance (a float `multipleOf` and an integer
 beyond a float's range, which its float division overflows), there is no verdict to
-copy: the instance is invalid, with a violation that says why (`Unjudgeable`). Other
-exceptions raised by a check on an odd instance (say RecursionError on a very deep one)
-propagate; the caller fails closed. No check ever retrieves a referenced document
-(`schemas.NO_RETRIEVAL`).
+copy: the instance is invalid, with a violation that says why (`Unjudgeable`). So is an
+array under `uniqueItems` that holds a value that is not JSON (a set, bytes, an object):
+items are compared by their data, never through their own methods. Other exceptions
+raised by a check on an odd instance (say RecursionError on a very deep one) propagate;
+the caller fails closed. A panic of a compiled extension inside jsonschema (a
+BaseException) is raised as an Exception too. No check ever retrieves a referenced
+document (`schemas.NO_RETRIEVAL`).
+
+Recursion is bounded by the instance: `check_argument_schema` refuses references that
+loop without descending into the value, so each time round a recursion goes one level
+deeper into the instance, and an instance deeper than the stack allows raises
+RecursionError. `uniqueItems` and jsonschema's `unevaluatedItems`/`unevaluatedProperties`
+take time near-linear in the array or object. Not yet bounded: a recursive schema whose
+`anyOf`/`oneOf` branches (or jsonschema's `unevaluated*` annotations) each descend into
+the same part of the value judges it once per branch on every level, time exponential in
+the depth of an instance that fails on every level.
 """
 
 from __future__ import annotations
