@@ -41,10 +41,12 @@ Recursion is bounded by the instance: `check_argument_schema` refuses references
 loop without descending into the value, so each time round a recursion goes one level
 deeper into the instance, and an instance deeper than the stack allows raises
 RecursionError. `uniqueItems` and jsonschema's `unevaluatedItems`/`unevaluatedProperties`
-take time near-linear in the array or object. Not yet bounded: a recursive schema whose
-`anyOf`/`oneOf` branches (or jsonschema's `unevaluated*` annotations) each descend into
-the same part of the value judges it once per branch on every level, time exponential in
-the depth of an instance that fails on every level.
+take time near-linear in the array or object. A compiled recursion judges each part of
+the value once per schema object, even where two branches reach it (see
+`_schema_codegen`). Not yet bounded: a recursion left to jsonschema (under
+`unevaluatedProperties`/`Items`, whose annotations judge the subschemas again, or with
+`$dynamicRef`) whose levels judge a part of the value twice takes time exponential in the
+depth of the instance, as jsonschema itself does.
 """
 
 from __future__ import annotations
