@@ -176,8 +176,13 @@ LEAVES = st.booleans() | st.sampled_from(
 
 
 def _schemas(depth: int) -> st.SearchStrategy[Any]:
+    reference = REFS.map(lambda ref: {"$ref": ref})
     if depth == 0:
-        return LEAVES | REFS.map(lambda ref: {"$ref": ref})
+        return LEAVES | reference
+    return LEAVES | reference | _objects(depth)
+
+
+def _objects(depth: int) -> st.SearchStrategy[dict[str, Any]]:
     inner = _schemas(depth - 1)
     keywords: dict[str, st.SearchStrategy[Any]] = {
         "$ref": REFS,
@@ -189,7 +194,8 @@ def _schemas(depth: int) -> st.SearchStrategy[Any]:
         "then": inner,
         "else": inner,
         "dependentSchemas": st.dictionaries(st.just("a"), inner, max_size=1),
-        "properties": st.dictionaries(st.sampled_from(["a", "b"]), inner, max_size=2),
+        "properties": st.dictionaries(st.sampled_from(["a", "b"]), inner, min_size=1, max_size=2),
+        "patternProperties": st.dictionaries(st.sampled_from(["^a", "b"]), inner, max_size=2),
         "additionalProperties": inner,
         "items": inner,
         "prefixItems": st.lists(inner, min_size=1, max_size=2),
@@ -198,14 +204,13 @@ def _schemas(depth: int) -> st.SearchStrategy[Any]:
         "unevaluatedProperties": inner,
     }
     entries = st.one_of([st.tuples(st.just(key), value) for key, value in keywords.items()])
-    return LEAVES | st.lists(entries, min_size=1, max_size=3).map(dict)
+    return st.lists(entries, min_size=1, max_size=3).map(dict)
 
 
 @st.composite
 def referring_schemas(draw: st.DrawFn) -> dict[str, Any]:
-    root = draw(_schemas(2))
-    body = root if isinstance(root, dict) else {"allOf": [root]}
-    return {"$defs": {"a": draw(_schemas(2)), "b": draw(_schemas(1))}, **body}
+    root = draw(_objects(3))
+    return {"$defs": {"a": draw(_schemas(2)), "b": draw(_schemas(1))}, **root}
 
 
 SMALL_JSON = st.recursive(
@@ -216,7 +221,7 @@ SMALL_JSON = st.recursive(
 
 
 @settings(
-    max_examples=150,
+    max_examples=100,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
 )
