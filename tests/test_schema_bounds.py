@@ -376,6 +376,23 @@ def test_recursive_branches_judge_each_part_of_the_value_once(schema: dict[str, 
     assert time.perf_counter() - started < 5.0
 
 
+NESTED = st.recursive(
+    st.none() | st.integers(0, 2) | st.sampled_from(["", "a"]),
+    lambda inner: st.lists(inner, max_size=2) | st.dictionaries(st.sampled_from("abz"), inner),
+    max_leaves=12,
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(instance=NESTED, which=st.integers(0, len(BRANCHING) - 1))
+def test_recursions_that_keep_their_verdicts_agree_with_jsonschema(
+    instance: Any, which: int
+) -> None:
+    schema = BRANCHING[which]
+    expected = jsonschema.Draft202012Validator(schema).is_valid(instance)
+    assert (compile_validator(schema)(instance) is None) is expected
+
+
 # -- uniqueItems -------------------------------------------------------------------------------
 
 NAN = float("nan")  # one object: jsonschema's `is` test makes it equal to itself

@@ -160,7 +160,8 @@ class _Generator:
         self._memo_slots: dict[int, int] = {}
         self._writing: str | None = None  # the function being written
         self._generated: set[str] = set()  # the names of generated functions
-        self._calls: dict[str, list[str]] = {}  # function -> its calls of generated ones
+        # function -> its calls of generated functions: (where in its value, the callee)
+        self._calls: dict[str, list[tuple[tuple[str, ...], str]]] = {}
         self._entry = ""
 
     def sources(self) -> list[str]:
@@ -193,7 +194,7 @@ class _Generator:
         lines = ["def _entry(x):"]
         if self._memoized:
             lines.append(f"    _m = ({'{}, ' * len(self._memo_slots)})")
-        call = self._invoke(entry, "x")
+        call = self._invoke(entry, "x", ())
         if self._may_refuse:
             # A regex refusal is raised through every check (so that no `not` can turn it
             # into a pass) and becomes the violation here, at the entry point.
@@ -217,17 +218,28 @@ class _Generator:
         """The schema objects (ids) whose functions must keep their verdicts, after `sources`.
 
         Those of a recursion (functions that call one another in a cycle) in which some
-        function calls into the cycle from two places or more: only then can one part of
-        the value be judged by the same function twice (through two anyOf branches, a
-        `$ref` beside `properties`, two patterns matching one key...), and so 2**depth
-        times. A recursion through single calls (a tree's `items`) judges each part once
-        and runs without the memo, which costs a few hundred nanoseconds per call.
+        function calls into the cycle from two places that may reach the same part of the
+        value: two calls on the value itself (anyOf branches, a `$ref` beside other
+        keywords), or on parts that may be the same or hold one another (a `$ref` beside
+        `properties`, two patterns that may match one key). Only then can one part be
+        judged by the same function twice on a level, and so 2**depth times. Recursions
+        whose calls go to distinct parts (a tree's `items`, a binary tree's `left` and
+        `right`) judge each part once and run without the memo, which costs about twice
+        the time of the calls it keeps.
         """
         names = {name: key for key, name in self._functions.items()}
+        graph = {name: [callee for _, callee in sites] for name, sites in self._calls.items()}
         found: set[int] = set()
-        for cycle in _cycles(self._calls):
-            if any(sum(callee in cycle for callee in self._calls[f]) > 1 for f in cycle):
-                found.update(names[name] for name in cycle)
+        for cycle in _cycles(graph):
+            for name in cycle:
+                sites = [where for where, callee in self._calls[name] if callee in cycle]
+                if any(
+                    _may_overlap(one, other)
+                    for index, one in enumerate(sites)
+                    for other in sites[index + 1 :]
+                ):
+                    found.update(names[member] for member in cycle)
+                    break
         return frozenset(found)
 
     def load(self, sources: list[str]) -> ArgumentValidator:
@@ -268,12 +280,13 @@ class _Generator:
             self._pending.append((name, node))
             if id(node) in self._memoized:
                 self._memo_slots[id(node)] = len(self._memo_slots)
-        if self._writing is not None:
-            self._calls[self._writing].append(name)
         return name
 
-    def _invoke(self, function: str, v: str) -> str:
-        """The call of a check on `v`: generated functions also take the call's memo."""
+    def _invoke(self, function: str, v: str, path: tuple[str, ...]) -> str:
+        """The call of a check on `v` (at `path` in the value of the function being
+        written): generated functions also take the call's memo."""
+        if self._writing is not None and function in self._generated:
+            self._calls[self._writing].append((path, function))
         if self._memoized and function in self._generated:
             return f"{function}({v}, _m)"
         return f"{function}({v})"
@@ -303,7 +316,8 @@ class _Generator:
 
     def _call(self, function: str, v: str, path: tuple[str, ...], depth: int) -> None:
         """Run a function-valued check; its violation's path is relative to `v`."""
-        self._guard(depth, path, lambda at: self._emit(at, f"_e = {self._invoke(function, v)}"))
+        call = self._invoke(function, v, path)
+        self._guard(depth, path, lambda at: self._emit(at, f"_e = {call}"))
         self._emit(depth, "if _e is not None:")
         if path:
             self._emit(depth + 1, f"return _prefixed(_e, ({', '.join(path)},))")
@@ -496,7 +510,9 @@ class _Generator:
                 raise _NodeFallback
             self._node(subschema, v, path, known, depth)
         if "anyOf" in node:
-            calls = [f"{self._invoke(self._function(s), v)} is not None" for s in node["anyOf"]]
+            calls = [
+                f"{self._invoke(self._function(s), v, path)} is not None" for s in node["anyOf"]
+            ]
             failed = " and ".join(calls) or "True"
             message = f"repr({v}) + ' is not valid under any of the given schemas'"
             self._guard(depth, path, lambda at: self._check(at, failed, path, "anyOf", message))
@@ -511,13 +527,13 @@ class _Generator:
 
             def one_of_check(at: int) -> None:
                 for verdict, name in zip(verdicts, names, strict=True):
-                    self._emit(at, f"{verdict} = {self._invoke(name, v)} is None")
+                    self._emit(at, f"{verdict} = {self._invoke(name, v, path)} is None")
                 self._check(at, f"{matches} != 1", path, "oneOf", one_of)
 
             self._guard(depth, path, one_of_check)
         if "not" in node:
             suffix = f" should not be valid under {node['not']!r}"
-            negated = f"{self._invoke(self._function(node['not']), v)} is None"
+            negated = f"{self._invoke(self._function(node['not']), v, path)} is None"
             self._guard(
                 depth,
                 path,
@@ -723,6 +739,22 @@ class _Generator:
         self._block(
             depth, header, partial(self._node, schema, value, (*path, key), None, depth + 2)
         )
+
+
+def _may_overlap(one: tuple[str, ...], other: tuple[str, ...]) -> bool:
+    """Whether two places in a value (the steps of a violation path, as source: literal
+    keys and indexes, or loop variables that stand for any key or index) may be the same
+    part or one inside the other."""
+    for step, other_step in zip(one, other, strict=False):
+        if step == other_step:
+            continue
+        # Two different literals name two different parts; a loop variable may be anything.
+        return not (_is_literal(step) and _is_literal(other_step))
+    return True  # one place is the other, or lies inside it
+
+
+def _is_literal(step: str) -> bool:
+    return step[:1] in ("'", '"') or step.isdigit()
 
 
 def _cycles(calls: dict[str, list[str]]) -> list[set[str]]:
