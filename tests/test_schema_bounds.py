@@ -393,6 +393,75 @@ def test_recursions_that_keep_their_verdicts_agree_with_jsonschema(
     assert (compile_validator(schema)(instance) is None) is expected
 
 
+# A recursive base extended with `unevaluatedProperties: false` (the keyword's usual use):
+# jsonschema judges `base` again to collect its annotations, on every level.
+EXTENDED_TREE = {
+    "$defs": {
+        "base": {
+            "type": "object",
+            "properties": {"children": {"type": "array", "items": {"$ref": "#/$defs/node"}}},
+        },
+        "node": {
+            "allOf": [{"$ref": "#/$defs/base"}],
+            "properties": {"name": {"type": "string"}},
+            "unevaluatedProperties": False,
+        },
+    },
+    "$ref": "#/$defs/node",
+}
+
+
+def _family(depth: int) -> dict[str, Any]:
+    node: dict[str, Any] = {"name": "leaf"}
+    for _ in range(depth):
+        node = {"name": "n", "children": [node]}
+    return node
+
+
+def test_work_left_to_jsonschema_is_bounded() -> None:
+    """Each level doubled jsonschema's work: 14 levels took 10 s, 30 would take days. A
+    check may take a number of steps linear in the sizes of the schema and the value."""
+    validate = compile_validator(EXTENDED_TREE)
+    reference = jsonschema.Draft202012Validator(EXTENDED_TREE)
+    for instance in (_family(4), {**_family(3), "extra": 1}):
+        assert (validate(instance) is None) is reference.is_valid(instance)
+    started = time.perf_counter()
+    violation = validate(_family(30))
+    assert time.perf_counter() - started < 5.0
+    assert violation is not None and violation.path == ()
+    assert violation.message.startswith("the value is too costly to check against the schema")
+    # The engine denies with that reason, at the schema.
+    engine = PolicyEngine(policy({"t": {"schema": EXTENDED_TREE}}))
+    d = engine.decide("i", "t", _family(30))
+    assert (d.effect, d.rule) == (Effect.DENY, "/tools/t/schema")
+    assert "too costly to check against the schema" in d.reason
+
+
+def test_large_values_left_to_jsonschema_are_not_refused() -> None:
+    """The bound grows with the value: checks that judge each value a few times pass."""
+    schema = {
+        "$dynamicRef": "#list",
+        "$defs": {
+            "list": {
+                "$dynamicAnchor": "list",
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "properties": {"id": {"type": "integer"}, "tags": {"items": True}},
+                    "required": ["id"],
+                    "unevaluatedProperties": False,
+                },
+            }
+        },
+    }
+    validate = compile_validator(schema)
+    instance = [{"id": n, "tags": ["a", "b"]} for n in range(5000)]
+    assert validate(instance) is None
+    violation = validate([*instance, {"id": 1, "x": 2}])
+    assert violation is not None
+    assert (violation.path, violation.keyword) == ((5000,), "unevaluatedProperties")
+
+
 # -- uniqueItems -------------------------------------------------------------------------------
 
 NAN = float("nan")  # one object: jsonschema's `is` test makes it equal to itself

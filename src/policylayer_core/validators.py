@@ -43,16 +43,17 @@ deeper into the instance, and an instance deeper than the stack allows raises
 RecursionError. `uniqueItems` and jsonschema's `unevaluatedItems`/`unevaluatedProperties`
 take time near-linear in the array or object. A compiled recursion judges each part of
 the value once per schema object, even where two branches reach it (see
-`_schema_codegen`). Not yet bounded: a recursion left to jsonschema (under
-`unevaluatedProperties`/`Items`, whose annotations judge the subschemas again, or with
-`$dynamicRef`) whose levels judge a part of the value twice takes time exponential in the
-depth of the instance, as jsonschema itself does.
+`_schema_codegen`). jsonschema may judge a part again on every level (the annotations of
+`unevaluatedProperties`/`Items`, its `anyOf`/`oneOf`), so each check left to it may take
+a number of steps linear in the sizes of the schema and the instance (`_Steps`); past them
+the instance is invalid, with a violation that says so.
 """
 
 from __future__ import annotations
 
 import functools
 import importlib
+import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from types import FunctionType
@@ -134,21 +135,22 @@ def compile_validator(
     # (`check_argument_schema` already refused references to other documents).
     reference = bounded(_without_dialect(schema), registry=NO_RETRIEVAL)
     dialect = _DIALECTS.get(validator_class)
+    keys = _keys(schema)
     if dialect is None or _needs_whole_schema_fallback(schema):
-        return _judging(_catching_refusals(_jsonschema_check(reference)))
+        return _judging(_catching_refusals(_jsonschema_check(reference, keys)))
     try:
         compiled = _schema_codegen.generate(
             schema,
             dialect,
             violation=SchemaViolation,
             node_fallback=lambda node: _jsonschema_check(
-                reference.evolve(schema=_without_dialect(node))
+                reference.evolve(schema=_without_dialect(node)), keys
             ),
             regex_limits=regex_limits,
         )
     except (_schema_codegen.WholeSchemaFallback, RecursionError):
         # RecursionError: a schema nested too deeply to generate code for.
-        return _judging(_catching_refusals(_jsonschema_check(reference)))
+        return _judging(_catching_refusals(_jsonschema_check(reference, keys)))
     # Only multipleOf and uniqueItems may be unjudgeable: leave the other validators
     # without the wrapper.
     unjudgeable = _mentions(schema, "multipleOf") or _mentions(schema, "uniqueItems")
@@ -264,11 +266,15 @@ def _needs_whole_schema_fallback(schema: dict[str, Any] | bool) -> bool:
     return False
 
 
-def _jsonschema_check(validator: Validator) -> ArgumentValidator:
-    """An ArgumentValidator backed by a jsonschema validator instance."""
+def _jsonschema_check(validator: Validator, keys: int) -> ArgumentValidator:
+    """An ArgumentValidator backed by a jsonschema validator instance, whose work is
+    bounded by `_Steps` (`keys`: how many keys the whole schema has)."""
     iter_errors = validator.iter_errors
 
     def check(instance: Any) -> SchemaViolation | None:
+        steps = _steps
+        saved = steps.left, steps.instance, steps.per_value
+        steps.left, steps.instance, steps.per_value = _BASE_STEPS, instance, keys
         try:
             # One pass: best_match stops at once when there is no error at all.
             error = best_match(iter_errors(instance))
@@ -276,6 +282,8 @@ def _jsonschema_check(validator: Validator) -> ArgumentValidator:
             raise
         except BaseException as failure:
             _raise_panic(failure)
+        finally:
+            steps.left, steps.instance, steps.per_value = saved
         if error is None:
             return None
         keyword = error.validator if isinstance(error.validator, str) else "false"
@@ -300,6 +308,103 @@ def _raise_panic(failure: BaseException) -> NoReturn:
     if "RecursionError" in str(failure):
         raise RecursionError("the instance is nested too deeply to check") from failure
     raise RuntimeError(f"the schema check failed inside a compiled extension: {failure}")
+
+
+# -- a bound on jsonschema's work --------------------------------------------------------
+#
+# jsonschema judges some subschemas twice: unevaluatedProperties/Items collect annotations by
+# validating again the in-place subschemas (allOf, anyOf, oneOf, if, dependentSchemas) and
+# the values under additionalProperties, and its anyOf/oneOf try every branch. In a
+# recursion (a base schema extended with `unevaluatedProperties: false`, a common 2019-09
+# pattern) that doubles the work on every level of the instance: 14 levels took 10 s.
+# Every applicator keyword (those that judge subschemas; the others do bounded work on the
+# value at hand) counts one step; a check may take `_BASE_STEPS`, and once past them (the
+# instance is then measured) as many more as `_STEPS_PER_KEY` times the schema's keys times
+# the values in the instance, which no check that judges each value a bounded number of
+# times reaches. Beyond that the instance is invalid, with a violation that says why,
+# raised through every check like a regex refusal. Most checks take a few dozen steps.
+
+_BASE_STEPS = 100
+_STEPS_PER_KEY = 8
+_APPLICATORS = frozenset(
+    {
+        "$ref", "$dynamicRef", "$recursiveRef", "allOf", "anyOf", "oneOf", "not", "if",
+        "dependentSchemas", "dependencies", "properties", "patternProperties",
+        "additionalProperties", "items", "prefixItems", "additionalItems", "contains",
+        "propertyNames", "unevaluatedItems", "unevaluatedProperties",
+    }
+)  # fmt: skip
+_MAX_COUNTED = 1_000_000  # values counted in an instance; more are taken as that many
+
+
+class _Steps(threading.local):
+    """The steps left to the jsonschema check running on this thread."""
+
+    left = 0
+    instance: Any = None
+    per_value = 0  # the schema's keys; 0 once the budget has grown to the instance's size
+
+
+_steps = _Steps()
+
+
+def _counted(keyword: str, function: Any) -> Any:
+    """`function`, a keyword function, counting one step of the running check."""
+
+    def counting(validator: Any, value: Any, instance: Any, schema: Any) -> Any:
+        steps = _steps
+        steps.left -= 1
+        if steps.left < 0:
+            _spend_more(steps, keyword)
+        return function(validator, value, instance, schema)
+
+    return counting
+
+
+def _spend_more(steps: _Steps, keyword: str) -> None:
+    if steps.per_value:
+        values = _values(steps.instance)
+        steps.left += _STEPS_PER_KEY * steps.per_value * values
+        steps.per_value = 0
+        if steps.left >= 0:
+            return
+    message = (
+        "the value is too costly to check against the schema (more steps than the sizes "
+        "of the schema and of the value allow; a schema that judges some parts again on "
+        "every level of nesting doubles the work per level), so it cannot be checked "
+        "safely"
+    )
+    raise Refusal(SchemaViolation((), keyword, message))
+
+
+def _values(instance: Any) -> int:
+    """How many values `instance` holds (itself included), up to `_MAX_COUNTED`; read
+    through the base types, never the values' own methods."""
+    count = 0
+    todo = [instance]
+    while todo and count < _MAX_COUNTED:
+        value = todo.pop()
+        count += 1
+        kind = type(value)
+        if issubclass(kind, dict):
+            todo.extend(dict.values(value))
+        elif issubclass(kind, list):
+            todo.extend(list.copy(value))
+    return count
+
+
+def _keys(schema: Any) -> int:
+    """How many keys the objects of `schema` have, all the way down (at least one)."""
+    count = 1
+    todo = [schema]
+    while todo:
+        node = todo.pop()
+        if isinstance(node, dict):
+            count += len(node)
+            todo.extend(node.values())
+        elif isinstance(node, list):
+            todo.extend(node)
+    return count
 
 
 # -- regexes in jsonschema's own keyword functions ---------------------------------------
@@ -418,7 +523,12 @@ def _bounded_class(validator_class: Any, limits: RegexLimits) -> Any:
             overrides[keyword] = _evaluated_in_sets(
                 overrides.get(keyword, validator_class.VALIDATORS[keyword])
             )
-    return extend(validator_class, overrides) if overrides else validator_class  # type: ignore[no-untyped-call]
+    overrides.update(
+        (keyword, _counted(keyword, overrides.get(keyword, function)))
+        for keyword, function in validator_class.VALIDATORS.items()
+        if keyword in _APPLICATORS
+    )
+    return extend(validator_class, overrides)  # type: ignore[no-untyped-call]
 
 
 def _evaluated_in_sets(keyword: Any) -> Any:
