@@ -5,7 +5,10 @@ subschemas reached through `properties`, `items`, `allOf`, ... are inlined, so v
 a typical tool call is a handful of `isinstance` checks and dict lookups with no
 function calls. Only `$ref` targets and the branches of `anyOf`/`oneOf`/`not` (whose
 verdict is needed without failing the caller) become functions of their own, which is
-also what makes recursive references work.
+also what makes recursive references work. Where a recursion can judge one part of the
+value twice on a level (two branches, a `$ref` beside `properties`), which would double
+the work on every level of the instance, its functions keep their verdicts for the call
+(`_Generator.recursive`); other schemas are written without that memo.
 
 Every check mirrors the jsonschema keyword function it replaces (`jsonschema._keywords`),
 including the message it would build. A schema object the generator cannot translate
@@ -117,7 +120,16 @@ def generate(
 ) -> ArgumentValidator:
     """Compile `schema`; `node_fallback` builds a jsonschema check for one schema object."""
     generator = _Generator(schema, dialect, violation, node_fallback, regex_limits)
-    return generator.build()
+    sources = generator.sources()
+    recursive = generator.recursive()
+    if recursive:
+        # Written again, now that it is known which functions recurse: each keeps its
+        # verdicts for the call (see `_Generator.sources`).
+        generator = _Generator(
+            schema, dialect, violation, node_fallback, regex_limits, memoized=recursive
+        )
+        sources = generator.sources()
+    return generator.load(sources)
 
 
 class _Generator:
@@ -128,6 +140,8 @@ class _Generator:
         violation: type[SchemaViolation],
         node_fallback: Callable[[dict[str, Any]], ArgumentValidator],
         regex_limits: RegexLimits,
+        *,
+        memoized: frozenset[int] = frozenset(),
     ) -> None:
         self._root = root
         self._regex_limits = regex_limits
@@ -140,27 +154,98 @@ class _Generator:
         self._lines: list[str] = []
         self._ids = itertools.count()
         self._may_refuse = False  # whether any check may raise a regex refusal
+        # The schema objects (by id) whose functions keep their verdicts for the call, each
+        # in its own dict of the tuple `_m` passed to every function.
+        self._memoized = memoized
+        self._memo_slots: dict[int, int] = {}
+        self._writing: str | None = None  # the function being written
+        self._generated: set[str] = set()  # the names of generated functions
+        # function -> its calls of generated functions: (where in its value, the callee)
+        self._calls: dict[str, list[tuple[tuple[str, ...], str]]] = {}
+        self._entry = ""
 
-    def build(self) -> ArgumentValidator:
+    def sources(self) -> list[str]:
+        """The source of every function; the validator's entry point is `self._entry`."""
         entry = self._function(self._root)
         sources = []
         while self._pending:
             name, node = self._pending.pop()
-            self._lines = [f"def {name}(x):"]
+            self._writing = name
+            self._calls[name] = []
+            body = f"{name}_body" if id(node) in self._memo_slots else name
+            self._lines = [f"def {body}(x, _m):" if self._memoized else f"def {body}(x):"]
             self._node(node, "x", (), None, 1)
             self._lines.append("    return None")
             sources.append("\n".join(self._lines))
+            if body != name:
+                # Recursion that descends is bounded by the instance's depth, but a level
+                # whose anyOf/oneOf branches each descend into the same part of the value
+                # would judge it once per branch, and so on at every level: time
+                # exponential in the depth. Each (function, part of the value) pair is
+                # judged once per call instead. The key is the part's id(): every part
+                # lives as long as the instance, so no id is reused during the call.
+                slot = self._memo_slots[id(node)]
+                sources.append(
+                    f"def {name}(x, _m):\n    _d = _m[{slot}]\n    _k = id(x)\n"
+                    f"    if _k in _d:\n        return _d[_k]\n    _r = _d[_k] = {body}(x, _m)\n"
+                    "    return _r"
+                )
+        self._writing = None
+        lines = ["def _entry(x):"]
+        if self._memoized:
+            lines.append(f"    _m = ({'{}, ' * len(self._memo_slots)})")
+        call = self._invoke(entry, "x", ())
         if self._may_refuse:
             # A regex refusal is raised through every check (so that no `not` can turn it
             # into a pass) and becomes the violation here, at the entry point.
-            sources.append(
-                f"def _entry(x):\n    try:\n        return {entry}(x)\n"
-                "    except _Abort as _a:\n        return _a.violation"
-            )
+            lines += [
+                "    try:",
+                f"        return {call}",
+                "    except _Abort as _a:",
+                "        return _a.violation",
+            ]
+        elif self._memoized:
+            lines.append(f"    return {call}")
+        else:
+            lines = []  # no entry point of its own: the root's function is called directly
+        if lines:
+            sources.append("\n".join(lines))
             entry = "_entry"
+        self._entry = entry
+        return sources
+
+    def recursive(self) -> frozenset[int]:
+        """The schema objects (ids) whose functions must keep their verdicts, after `sources`.
+
+        Those of a recursion (functions that call one another in a cycle) in which some
+        function calls into the cycle from two places that may reach the same part of the
+        value: two calls on the value itself (anyOf branches, a `$ref` beside other
+        keywords), or on parts that may be the same or hold one another (a `$ref` beside
+        `properties`, two patterns that may match one key). Only then can one part be
+        judged by the same function twice on a level, and so 2**depth times. Recursions
+        whose calls go to distinct parts (a tree's `items`, a binary tree's `left` and
+        `right`) judge each part once and run without the memo, which costs about twice
+        the time of the calls it keeps.
+        """
+        names = {name: key for key, name in self._functions.items()}
+        graph = {name: [callee for _, callee in sites] for name, sites in self._calls.items()}
+        found: set[int] = set()
+        for cycle in _cycles(graph):
+            for name in cycle:
+                sites = [where for where, callee in self._calls[name] if callee in cycle]
+                if any(
+                    _may_overlap(one, other)
+                    for index, one in enumerate(sites)
+                    for other in sites[index + 1 :]
+                ):
+                    found.update(names[member] for member in cycle)
+                    break
+        return frozenset(found)
+
+    def load(self, sources: list[str]) -> ArgumentValidator:
         code = compile("\n\n".join(sources), "<policylayer compiled schema>", "exec")
         exec(code, self._namespace)
-        function: ArgumentValidator = self._namespace[entry]
+        function: ArgumentValidator = self._namespace[self._entry]
         return function
 
     # -- emission helpers ---------------------------------------------------------------
@@ -191,8 +276,20 @@ class _Generator:
         name = self._functions.get(id(node))
         if name is None:
             name = self._functions[id(node)] = self._name("_s")
+            self._generated.add(name)
             self._pending.append((name, node))
+            if id(node) in self._memoized:
+                self._memo_slots[id(node)] = len(self._memo_slots)
         return name
+
+    def _invoke(self, function: str, v: str, path: tuple[str, ...]) -> str:
+        """The call of a check on `v` (at `path` in the value of the function being
+        written): generated functions also take the call's memo."""
+        if self._writing is not None and function in self._generated:
+            self._calls[self._writing].append((path, function))
+        if self._memoized and function in self._generated:
+            return f"{function}({v}, _m)"
+        return f"{function}({v})"
 
     def _emit(self, depth: int, line: str) -> None:
         self._lines.append("    " * depth + line)
@@ -219,7 +316,8 @@ class _Generator:
 
     def _call(self, function: str, v: str, path: tuple[str, ...], depth: int) -> None:
         """Run a function-valued check; its violation's path is relative to `v`."""
-        self._guard(depth, path, lambda at: self._emit(at, f"_e = {function}({v})"))
+        call = self._invoke(function, v, path)
+        self._guard(depth, path, lambda at: self._emit(at, f"_e = {call}"))
         self._emit(depth, "if _e is not None:")
         if path:
             self._emit(depth + 1, f"return _prefixed(_e, ({', '.join(path)},))")
@@ -412,20 +510,30 @@ class _Generator:
                 raise _NodeFallback
             self._node(subschema, v, path, known, depth)
         if "anyOf" in node:
-            calls = [f"{self._function(s)}({v}) is not None" for s in node["anyOf"]]
+            calls = [
+                f"{self._invoke(self._function(s), v, path)} is not None" for s in node["anyOf"]
+            ]
             failed = " and ".join(calls) or "True"
             message = f"repr({v}) + ' is not valid under any of the given schemas'"
             self._guard(depth, path, lambda at: self._check(at, failed, path, "anyOf", message))
         if "oneOf" in node:
+            # Each branch's verdict is kept for the message: judging the branches again
+            # there would check every nested oneOf twice per level, which a recursive
+            # schema turns into time exponential in the depth of the instance.
             names = [self._function(s) for s in node["oneOf"]]
-            matches = " + ".join(f"({name}({v}) is None)" for name in names) or "0"
-            one_of = f"_one_of_message({v}, {self._const(node['oneOf'])}, ({', '.join(names)},))"
-            self._guard(
-                depth, path, lambda at: self._check(at, f"{matches} != 1", path, "oneOf", one_of)
-            )
+            verdicts = [f"_m{index}" for index in range(len(names))]
+            matches = " + ".join(verdicts) or "0"
+            one_of = f"_one_of_message({v}, {self._const(node['oneOf'])}, ({', '.join(verdicts)},))"
+
+            def one_of_check(at: int) -> None:
+                for verdict, name in zip(verdicts, names, strict=True):
+                    self._emit(at, f"{verdict} = {self._invoke(name, v, path)} is None")
+                self._check(at, f"{matches} != 1", path, "oneOf", one_of)
+
+            self._guard(depth, path, one_of_check)
         if "not" in node:
             suffix = f" should not be valid under {node['not']!r}"
-            negated = f"{self._function(node['not'])}({v}) is None"
+            negated = f"{self._invoke(self._function(node['not']), v, path)} is None"
             self._guard(
                 depth,
                 path,
@@ -631,6 +739,69 @@ class _Generator:
         self._block(
             depth, header, partial(self._node, schema, value, (*path, key), None, depth + 2)
         )
+
+
+def _may_overlap(one: tuple[str, ...], other: tuple[str, ...]) -> bool:
+    """Whether two places in a value (the steps of a violation path, as source: literal
+    keys and indexes, or loop variables that stand for any key or index) may be the same
+    part or one inside the other."""
+    for step, other_step in zip(one, other, strict=False):
+        if step == other_step:
+            continue
+        # Two different literals name two different parts; a loop variable may be anything.
+        return not (_is_literal(step) and _is_literal(other_step))
+    return True  # one place is the other, or lies inside it
+
+
+def _is_literal(step: str) -> bool:
+    return step[:1] in ("'", '"') or step.isdigit()
+
+
+def _cycles(calls: dict[str, list[str]]) -> list[set[str]]:
+    """The strongly connected components of `calls` (a call graph) that hold a cycle.
+
+    Tarjan's strongly connected components, without recursion (a schema may hold more
+    functions than Python's stack has frames).
+    """
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    found: list[set[str]] = []
+    for start, first in calls.items():
+        if start in index:
+            continue
+        todo = [(start, iter(sorted(first)))]
+        index[start] = low[start] = len(index)
+        stack.append(start)
+        on_stack.add(start)
+        while todo:
+            name, callees = todo[-1]
+            for callee in callees:
+                if callee not in index:
+                    index[callee] = low[callee] = len(index)
+                    stack.append(callee)
+                    on_stack.add(callee)
+                    todo.append((callee, iter(sorted(calls.get(callee, ())))))
+                    break
+                if callee in on_stack:
+                    low[name] = min(low[name], index[callee])
+            else:
+                todo.pop()
+                if todo:
+                    caller = todo[-1][0]
+                    low[caller] = min(low[caller], low[name])
+                if low[name] == index[name]:
+                    component = []
+                    while True:
+                        member = stack.pop()
+                        on_stack.discard(member)
+                        component.append(member)
+                        if member == name:
+                            break
+                    if len(component) > 1 or name in calls.get(name, ()):
+                        found.append(set(component))
+    return found
 
 
 def _number(value: Any) -> int | float:

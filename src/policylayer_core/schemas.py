@@ -9,10 +9,15 @@ against it: a `$ref` that does not resolve inside the schema itself (the format 
 no reference to another document, so nothing is ever read from a file or the network),
 and a `pattern` or `patternProperties` key that Python's `re` cannot compile or that is
 too large for the bounded regex matcher (`safe_regex.expansion_problem`).
+
+A schema is refused, too, when a reference leads back to a schema that applies it without
+descending into a part of the value (`{"not": {"$ref": "#"}}`): checking a call would
+apply the same schemas to the same value forever (see `_Graph`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import re
 import warnings
 from collections import deque
@@ -179,8 +184,10 @@ def _check_subschemas(schema: dict[str, Any], dialect: type[Any]) -> None:
     root = specification.create_resource(schema)
     nodes = deque(_subschemas("", root, Registry().resolver_with_root(root)))
     known = {id(contents) for _, contents, _ in nodes}
+    graph = _Graph()
     while nodes:
         pointer, node, resolver = nodes.popleft()
+        graph.add(pointer, node, resolver)
         _check_patterns(pointer, node)
         for key in _REFERENCES:
             ref = node.get(key)
@@ -188,6 +195,7 @@ def _check_subschemas(schema: dict[str, Any], dialect: type[Any]) -> None:
                 continue
             at = f"{pointer}/{_escape(key)}"
             target, target_resolver = _resolve(at, key, ref, resolver)
+            graph.refer(node, at, target)
             if not isinstance(target, dict) or id(target) in known:
                 continue
             # A reference into something that is not a subschema (an `enum` member, an
@@ -209,6 +217,159 @@ def _check_subschemas(schema: dict[str, Any], dialect: type[Any]) -> None:
             more = list(_subschemas(place, resource, target_resolver.in_subresource(resource)))
             known.update(id(contents) for _, contents, _ in more)
             nodes.extend(more)
+    graph.check_loops()
+
+
+# -- references that loop without descending into the value --------------------------------
+#
+# Some keywords apply their subschemas to the very value their schema checks ("in place":
+# `allOf`, `not`, `if`, a `$ref` target, ...), the others to a part of it (`properties`,
+# `items`, `contains`, ...). A chain of in-place applications that comes back to a schema
+# applies it to the same value again, forever: jsonschema and the compiled validators
+# alike recurse until Python's stack runs out, and where that happens inside a compiled
+# extension (`referencing`'s maps) it surfaces as an exception that is not even an
+# `Exception`. Such a schema means nothing, so it is refused. A loop that descends is
+# bounded by the depth of the value and stays allowed: tree schemas are legitimate.
+# unevaluatedProperties/Items add no loop of their own: the annotations they collect come
+# from the same in-place keywords, and their own subschemas apply to parts of the value.
+
+# The in-place keywords of every draft the loader accepts. A keyword a draft ignores counts
+# all the same (a loop written through it is never meant); `then`/`else` count next to `if`.
+_IN_PLACE_SCHEMA = ("not", "if")
+_IN_PLACE_LISTS = ("allOf", "anyOf", "oneOf")
+_IN_PLACE_MAPS = ("dependentSchemas", "dependencies")  # "dependencies": its schema values
+
+_Edge = tuple[str, int, bool]  # (pointer of the keyword or subschema, target, a reference?)
+
+
+class _Graph:
+    """The schema objects of one schema, and which of them apply which to the same value."""
+
+    def __init__(self) -> None:
+        self._nodes: dict[int, tuple[str, dict[str, Any], Resolver[Any]]] = {}
+        self._references: dict[int, list[tuple[str, dict[str, Any]]]] = {}
+
+    def add(self, pointer: str, node: dict[str, Any], resolver: Resolver[Any]) -> None:
+        """Record a schema object (the first pointer found for it names it)."""
+        self._nodes.setdefault(id(node), (pointer, node, resolver))
+
+    def refer(self, node: dict[str, Any], at: str, target: Any) -> None:
+        """Record that the reference at `at`, in `node`, resolves to `target`."""
+        if isinstance(target, dict):
+            self._references.setdefault(id(node), []).append((at, target))
+
+    def check_loops(self) -> None:
+        """Raise PydanticCustomError at a reference that loops without descending."""
+        dynamic: dict[str, list[int]] = {}
+        recursive: list[int] = []
+        for key, (_, node, _) in self._nodes.items():
+            if isinstance(name := node.get("$dynamicAnchor"), str):
+                dynamic.setdefault(name, []).append(key)
+            if node.get("$recursiveAnchor") is True:
+                recursive.append(key)
+        edges = {key: self._edges(key, dynamic, recursive) for key in self._nodes}
+        cycle = _find_cycle(list(self._nodes), edges)
+        if cycle is not None:
+            raise self._loop_failure(cycle)
+
+    def _edges(self, key: int, dynamic: dict[str, list[int]], recursive: list[int]) -> list[_Edge]:
+        pointer, node, resolver = self._nodes[key]
+        found: list[tuple[str, Any, bool]] = [
+            (at, target, True) for at, target in self._references.get(key, ())
+        ]
+        # Where a dynamic reference lands depends on the call's path through the schema:
+        # count every anchor it could land on.
+        dynamic_ref = node.get("$dynamicRef")
+        if isinstance(dynamic_ref, str) and "#" in dynamic_ref:
+            at = f"{pointer}/$dynamicRef"
+            name = dynamic_ref.split("#", 1)[1]
+            found += [(at, self._nodes[anchor][1], True) for anchor in dynamic.get(name, ())]
+        if "$recursiveRef" in node:
+            at = f"{pointer}/$recursiveRef"
+            found += [(at, self._nodes[anchor][1], True) for anchor in recursive]
+            # A "#" that does not resolve makes jsonschema fail when it gets there.
+            with contextlib.suppress(Exception):
+                found.append((at, resolver.lookup("#").contents, True))
+        for name in _IN_PLACE_SCHEMA + (("then", "else") if "if" in node else ()):
+            found.append((f"{pointer}/{name}", node.get(name), False))
+        for name in _IN_PLACE_LISTS:
+            if isinstance(items := node.get(name), list):
+                found += [(f"{pointer}/{name}/{i}", item, False) for i, item in enumerate(items)]
+        for name in _IN_PLACE_MAPS:
+            if isinstance(members := node.get(name), dict):
+                found += [
+                    (f"{pointer}/{name}/{_escape(member)}", item, False)
+                    for member, item in members.items()
+                ]
+        # Only schema objects count (`true`/`false` apply nothing further); every one that
+        # jsonschema would apply was recorded, as a subschema or as a reference's target.
+        return [
+            (at, id(target), reference)
+            for at, target, reference in found
+            if isinstance(target, dict) and id(target) in self._nodes
+        ]
+
+    def _loop_failure(self, cycle: list[_Edge]) -> PydanticCustomError:
+        # Blame the loop's last reference (a loop of plain subschemas cannot come from
+        # JSON text, which holds no cycles; blame its last step all the same).
+        blamed = max(
+            (index for index, (_, _, reference) in enumerate(cycle) if reference),
+            default=len(cycle) - 1,
+        )
+        at, target, _ = cycle[blamed]
+        steps = [self._where(target)]
+        for _, step, _ in cycle[blamed + 1 :] + cycle[: blamed + 1]:
+            steps.append(self._where(step))
+        key = at.rsplit("/", 1)[-1].replace("~1", "/").replace("~0", "~")
+        ref = self._nodes[cycle[blamed - 1][1]][1].get(key)  # the edge's own schema object
+        what = f"The {key} {ref!r}" if isinstance(ref, str) else "This subschema"
+        pointer = self._nodes[target][0]
+        back_to = f"the subschema at {pointer!r}" if pointer else "the schema's root"
+        return _fail(
+            at,
+            "{what} leads back to {target} without descending into any part of "
+            "the value it checks (the loop: {loop}), so checking a call would apply the same "
+            "schemas to the same value forever. Make the loop go through a keyword that "
+            "checks a part of the value (such as properties, items or additionalProperties), "
+            "or remove the reference.",
+            what=what,
+            target=back_to,
+            loop=" -> ".join(steps),
+        )
+
+    def _where(self, key: int) -> str:
+        pointer = self._nodes[key][0]
+        return repr(pointer) if pointer else "the root"
+
+
+def _find_cycle(keys: list[int], edges: dict[int, list[_Edge]]) -> list[_Edge] | None:
+    """The edges of one cycle of the graph, in order, or None when there is none.
+
+    Depth first without recursion (a schema may be nested deeper than Python's stack).
+    """
+    state: dict[int, bool] = {}  # False: on the current path; True: done, no cycle through
+    for start in keys:
+        if start in state:
+            continue
+        state[start] = False
+        path: list[_Edge] = []
+        todo = [iter(edges[start])]
+        while todo:
+            for edge in todo[-1]:
+                target = edge[1]
+                if target not in state:
+                    state[target] = False
+                    path.append(edge)
+                    todo.append(iter(edges[target]))
+                    break
+                if state[target] is False:  # back to a schema on the path: a loop
+                    entered = [at for at, (_, step, _) in enumerate(path) if step == target]
+                    return [*path[entered[0] + 1 if entered else 0 :], edge]
+            else:
+                todo.pop()
+                done = path.pop()[1] if path else start
+                state[done] = True
+    return None
 
 
 def _place(schema: dict[str, Any], target: dict[str, Any]) -> str | None:

@@ -30,10 +30,24 @@ validator is built, and held as long as it lives, so no call ever compiles one.
 
 Where jsonschema itself raises on a JSON instance (a float `multipleOf` and an integer
 beyond a float's range, which its float division overflows), there is no verdict to
-copy: the instance is invalid, with a violation that says why (`Unjudgeable`). Other
-exceptions raised by a check on an odd instance (say RecursionError on a very deep one)
-propagate; the caller fails closed. No check ever retrieves a referenced document
-(`schemas.NO_RETRIEVAL`).
+copy: the instance is invalid, with a violation that says why (`Unjudgeable`). So is an
+array under `uniqueItems` that holds a value that is not JSON (a set, bytes, an object):
+items are compared by their data, never through their own methods. Other exceptions
+raised by a check on an odd instance (say RecursionError on a very deep one) propagate;
+the caller fails closed. A panic of a compiled extension inside jsonschema (a
+BaseException) is raised as an Exception too. No check ever retrieves a referenced
+document (`schemas.NO_RETRIEVAL`).
+
+Recursion is bounded by the instance: `check_argument_schema` refuses references that
+loop without descending into the value, so each time round a recursion goes one level
+deeper into the instance, and an instance deeper than the stack allows raises
+RecursionError. `uniqueItems` and jsonschema's `unevaluatedItems`/`unevaluatedProperties`
+take time near-linear in the array or object. A compiled recursion judges each part of
+the value once per schema object, even where two branches reach it (see
+`_schema_codegen`). jsonschema may judge a part again on every level (the annotations of
+`unevaluatedProperties`/`Items`, its `anyOf`/`oneOf`), so each check left to it may take
+a number of steps linear in the sizes of the schema and the instance (`_Steps`); past them
+the instance is invalid, with a violation that says so.
 """
 
 from __future__ import annotations
@@ -41,11 +55,12 @@ from __future__ import annotations
 import functools
 import importlib
 import re
+import threading
 import weakref
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from types import FunctionType
-from typing import Any, TypeAlias
+from typing import Any, NoReturn, TypeAlias
 
 from jsonschema import Draft7Validator, Draft201909Validator, Draft202012Validator
 from jsonschema.exceptions import ValidationError, best_match
@@ -58,6 +73,7 @@ from policylayer_core._schema_runtime import (
     Unjudgeable,
     refused_message,
     too_large_for_multiple_of,
+    unique,
 )
 from policylayer_core.safe_regex import (
     DEFAULT_REGEX_LIMITS,
@@ -132,23 +148,26 @@ def compile_validator(
     # (`check_argument_schema` already refused references to other documents).
     reference = bounded(_without_dialect(schema), registry=NO_RETRIEVAL)
     dialect = _DIALECTS.get(validator_class)
+    keys = _keys(schema)
     if dialect is None or _needs_whole_schema_fallback(schema):
-        return _judging(_catching_refusals(_jsonschema_check(reference, held)))
+        return _judging(_catching_refusals(_jsonschema_check(reference, held, keys)))
     try:
         compiled = _schema_codegen.generate(
             schema,
             dialect,
             violation=SchemaViolation,
             node_fallback=lambda node: _jsonschema_check(
-                reference.evolve(schema=_without_dialect(node)), held
+                reference.evolve(schema=_without_dialect(node)), held, keys
             ),
             regex_limits=regex_limits,
         )
     except (_schema_codegen.WholeSchemaFallback, RecursionError):
         # RecursionError: a schema nested too deeply to generate code for.
-        return _judging(_catching_refusals(_jsonschema_check(reference, held)))
-    # Only multipleOf may be unjudgeable: leave the other validators without the wrapper.
-    return _judging(compiled) if _mentions(schema, "multipleOf") else compiled
+        return _judging(_catching_refusals(_jsonschema_check(reference, held, keys)))
+    # Only multipleOf and uniqueItems may be unjudgeable: leave the other validators
+    # without the wrapper.
+    unjudgeable = _mentions(schema, "multipleOf") or _mentions(schema, "uniqueItems")
+    return _judging(compiled) if unjudgeable else compiled
 
 
 def _without_dialect(schema: Any) -> Any:
@@ -260,20 +279,146 @@ def _needs_whole_schema_fallback(schema: dict[str, Any] | bool) -> bool:
     return False
 
 
-def _jsonschema_check(validator: Validator, held: list[Any]) -> ArgumentValidator:
-    """An ArgumentValidator backed by a jsonschema validator instance; it keeps `held`
-    (the schema's compiled patterns) alive for as long as it lives."""
+def _jsonschema_check(validator: Validator, held: list[Any], keys: int) -> ArgumentValidator:
+    """An ArgumentValidator backed by a jsonschema validator instance, whose work is
+    bounded by `_Steps` (`keys`: how many keys the whole schema has); it keeps `held` (the
+    schema's compiled patterns) alive for as long as it lives."""
     iter_errors = validator.iter_errors
 
     def check(instance: Any, _held: list[Any] = held) -> SchemaViolation | None:
-        # One pass: best_match stops at once when there is no error at all.
-        error = best_match(iter_errors(instance))
+        steps = _steps
+        saved = steps.left, steps.instance, steps.per_value
+        steps.left, steps.instance, steps.per_value = _BASE_STEPS, instance, keys
+        try:
+            # One pass: best_match stops at once when there is no error at all.
+            error = best_match(iter_errors(instance))
+        except Exception:
+            raise
+        except BaseException as failure:
+            _raise_panic(failure)
+        finally:
+            steps.left, steps.instance, steps.per_value = saved
         if error is None:
             return None
         keyword = error.validator if isinstance(error.validator, str) else "false"
         return SchemaViolation(tuple(error.absolute_path), keyword, error.message)
 
     return check
+
+
+def _raise_panic(failure: BaseException) -> NoReturn:
+    """Raise `failure` as an `Exception` when it is a panic of a compiled extension.
+
+    `referencing` looks references up in `rpds` maps, written in Rust: when Python's
+    recursion limit is reached inside one of them (a deep instance under a recursive
+    schema, checked from a deep stack), the Rust code panics, and pyo3 raises its
+    `PanicException`, which derives from BaseException and so escapes `except Exception`.
+    That is a RecursionError in all but name; any other panic is a failure of the check.
+    Everything else (KeyboardInterrupt, SystemExit, ...) is raised as it is.
+    """
+    kind = type(failure)
+    if kind.__name__ != "PanicException" or kind.__module__ != "pyo3_runtime":
+        raise failure
+    if "RecursionError" in str(failure):
+        raise RecursionError("the instance is nested too deeply to check") from failure
+    raise RuntimeError(f"the schema check failed inside a compiled extension: {failure}")
+
+
+# -- a bound on jsonschema's work --------------------------------------------------------
+#
+# jsonschema judges some subschemas twice: unevaluatedProperties/Items collect annotations by
+# validating again the in-place subschemas (allOf, anyOf, oneOf, if, dependentSchemas) and
+# the values under additionalProperties, and its anyOf/oneOf try every branch. In a
+# recursion (a base schema extended with `unevaluatedProperties: false`, a common 2019-09
+# pattern) that doubles the work on every level of the instance: 14 levels took 10 s.
+# Every applicator keyword (those that judge subschemas; the others do bounded work on the
+# value at hand) counts one step; a check may take `_BASE_STEPS`, and once past them (the
+# instance is then measured) as many more as `_STEPS_PER_KEY` times the schema's keys times
+# the values in the instance, which no check that judges each value a bounded number of
+# times reaches. Beyond that the instance is invalid, with a violation that says why,
+# raised through every check like a regex refusal. Most checks take a few dozen steps.
+
+_BASE_STEPS = 100
+_STEPS_PER_KEY = 8
+_APPLICATORS = frozenset(
+    {
+        "$ref", "$dynamicRef", "$recursiveRef", "allOf", "anyOf", "oneOf", "not", "if",
+        "dependentSchemas", "dependencies", "properties", "patternProperties",
+        "additionalProperties", "items", "prefixItems", "additionalItems", "contains",
+        "propertyNames", "unevaluatedItems", "unevaluatedProperties",
+    }
+)  # fmt: skip
+_MAX_COUNTED = 1_000_000  # values counted in an instance; more are taken as that many
+
+
+class _Steps(threading.local):
+    """The steps left to the jsonschema check running on this thread."""
+
+    left = 0
+    instance: Any = None
+    per_value = 0  # the schema's keys; 0 once the budget has grown to the instance's size
+
+
+_steps = _Steps()
+
+
+def _counted(keyword: str, function: Any) -> Any:
+    """`function`, a keyword function, counting one step of the running check."""
+
+    def counting(validator: Any, value: Any, instance: Any, schema: Any) -> Any:
+        steps = _steps
+        steps.left -= 1
+        if steps.left < 0:
+            _spend_more(steps, keyword)
+        return function(validator, value, instance, schema)
+
+    return counting
+
+
+def _spend_more(steps: _Steps, keyword: str) -> None:
+    if steps.per_value:
+        values = _values(steps.instance)
+        steps.left += _STEPS_PER_KEY * steps.per_value * values
+        steps.per_value = 0
+        if steps.left >= 0:
+            return
+    message = (
+        "the value is too costly to check against the schema (more steps than the sizes "
+        "of the schema and of the value allow; a schema that judges some parts again on "
+        "every level of nesting doubles the work per level), so it cannot be checked "
+        "safely"
+    )
+    raise Refusal(SchemaViolation((), keyword, message))
+
+
+def _values(instance: Any) -> int:
+    """How many values `instance` holds (itself included), up to `_MAX_COUNTED`; read
+    through the base types, never the values' own methods."""
+    count = 0
+    todo = [instance]
+    while todo and count < _MAX_COUNTED:
+        value = todo.pop()
+        count += 1
+        kind = type(value)
+        if issubclass(kind, dict):
+            todo.extend(dict.values(value))
+        elif issubclass(kind, list):
+            todo.extend(list.copy(value))
+    return count
+
+
+def _keys(schema: Any) -> int:
+    """How many keys the objects of `schema` have, all the way down (at least one)."""
+    count = 1
+    todo = [schema]
+    while todo:
+        node = todo.pop()
+        if isinstance(node, dict):
+            count += len(node)
+            todo.extend(node.values())
+        elif isinstance(node, list):
+            todo.extend(node)
+    return count
 
 
 # -- the schema's patterns ------------------------------------------------------------------
@@ -402,6 +547,15 @@ def _bounded_pattern(limits: RegexLimits) -> Callable[..., Iterator[ValidationEr
     return pattern
 
 
+def _unique_items(
+    validator: Any, unique_items: Any, instance: Any, schema: Any
+) -> Iterator[ValidationError]:
+    """jsonschema's uniqueItems, with the near-linear `unique` (which raises `Unjudgeable`
+    for an array holding a value that is not JSON, rather than call its methods)."""
+    if unique_items and validator.is_type(instance, "array") and not unique(instance):
+        yield ValidationError(f"{instance!r} has non-unique elements")
+
+
 @functools.lru_cache(maxsize=64)
 def _bounded_class(validator_class: Any, limits: RegexLimits) -> Any:
     """`validator_class` extended with bounded versions of its regex-using keywords."""
@@ -411,6 +565,7 @@ def _bounded_class(validator_class: Any, limits: RegexLimits) -> Any:
     unevaluated = _BoundedRe(limits, "unevaluatedProperties")
     replacements = {
         _keywords.multipleOf: _multiple_of,
+        _keywords.uniqueItems: _unique_items,
         _keywords.pattern: _bounded_pattern(limits),
         _keywords.patternProperties: _rebound(
             _keywords.patternProperties, re=_BoundedRe(limits, "patternProperties")
@@ -436,4 +591,34 @@ def _bounded_class(validator_class: Any, limits: RegexLimits) -> Any:
         for keyword, function in validator_class.VALIDATORS.items()
         if function in replacements
     }
-    return extend(validator_class, overrides) if overrides else validator_class  # type: ignore[no-untyped-call]
+    for keyword in ("unevaluatedItems", "unevaluatedProperties"):
+        if keyword in validator_class.VALIDATORS:
+            overrides[keyword] = _evaluated_in_sets(
+                overrides.get(keyword, validator_class.VALIDATORS[keyword])
+            )
+    overrides.update(
+        (keyword, _counted(keyword, overrides.get(keyword, function)))
+        for keyword, function in validator_class.VALIDATORS.items()
+        if keyword in _APPLICATORS
+    )
+    return extend(validator_class, overrides)  # type: ignore[no-untyped-call]
+
+
+def _evaluated_in_sets(keyword: Any) -> Any:
+    """An unevaluatedItems/Properties keyword function that finds the evaluated indexes or
+    keys in a set: jsonschema's own keeps them in a list and tests every item or key
+    against it with `in`, which takes minutes for 50,000 items next to `items`."""
+    finders = {
+        name: _as_set(keyword.__globals__[name])
+        for name in keyword.__code__.co_names
+        if name.startswith("find_evaluated_")
+    }
+    return _rebound(keyword, **finders)
+
+
+def _as_set(find: Callable[..., list[Any]]) -> Callable[..., set[Any]]:
+    def finding(validator: Any, instance: Any, schema: Any) -> set[Any]:
+        # Indexes, or the instance's keys (hashable, and equal as `in` on a list tests).
+        return set(find(validator, instance, schema))
+
+    return finding
