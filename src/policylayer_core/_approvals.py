@@ -35,7 +35,7 @@ import mcp_types
 from cachetools import TTLCache
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 
-from policylayer_core.decision import Decision, Effect
+from policylayer_core.decision import Decision, Effect, quote_caller_text
 from policylayer_core.engine import PolicyEngine
 
 DENIED = "[POLICY DENIED] "
@@ -147,7 +147,8 @@ def _approval_message(tool: str, args: Any, reason: str) -> str:
     if len(shown) > _ARGS_SHOWN:
         shown = shown[:_ARGS_SHOWN] + "…"
     return (
-        f"Approve this tool call? The agent wants to call '{tool}' with the arguments "
+        f"Approve this tool call? The agent wants to call {quote_caller_text(tool)} with the "
+        "arguments "
         f"{shown}. The policy asks a person first: {reason} "
         "Accept to run this one call; decline to refuse it."
     )

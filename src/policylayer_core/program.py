@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from policylayer_core.conditions import Check, Indeterminate, describe_type
-from policylayer_core.decision import Decision, Effect
+from policylayer_core.decision import Decision, Effect, quote_caller_text
 from policylayer_core.paths import MISSING, NotJSON, ShapeMismatch, resolve
 from policylayer_core.ratelimit import BucketSpec, RateLimitStore, Shortfall, StoreUnavailable
 from policylayer_core.safe_regex import CallBudget, budget_open
@@ -129,7 +129,8 @@ def read_cost(source: CostSource, args: dict[str, Any], tool: str) -> int:
             needs = "" if type(mismatch) is NotJSON else f" where it needs {mismatch.needed}"
             raise Indeterminate(
                 source.pointer,
-                f"The cost of calling '{tool}' is read from {source.path_text}, but that path "
+                f"The cost of calling {quote_caller_text(tool)} is read from {source.path_text}, "
+                "but that path "
                 f"meets {describe_type(mismatch.found)}{needs}, so the call is denied to stay "
                 "safe.",
             ) from None
@@ -147,7 +148,7 @@ def read_cost(source: CostSource, args: dict[str, Any], tool: str) -> int:
         return int(value)
     raise Indeterminate(
         source.pointer,
-        f"The cost of calling '{tool}' is read from {source.path_text}, which is "
+        f"The cost of calling {quote_caller_text(tool)} is read from {source.path_text}, which is "
         f"{describe_type(value)}; it must be a non-negative whole number or a string, array or "
         "object, so the call is denied to stay safe.",
     )
@@ -306,7 +307,8 @@ class ToolProgram:
             # Arguments nested deeper than Python can walk (an agent can send 10,000
             # levels): not a bug in the engine, a call that cannot be judged.
             reason = (
-                f"The arguments for '{self.tool}' are nested too deeply to check, so the call "
+                f"The arguments for {quote_caller_text(self.tool)} are nested too deeply to "
+                "check, so the call "
                 "is denied to stay safe; send flatter arguments."
             )
             if trace is not None:
@@ -359,7 +361,8 @@ class ToolProgram:
             # answer differently from one call to the next. Such arguments have no one
             # reading.
             reason = (
-                f"The arguments for '{self.tool}' hold keys that do not compare consistently "
+                f"The arguments for {quote_caller_text(self.tool)} hold keys that do not compare "
+                "consistently "
                 "(Python objects with their own equality), so the call is denied to stay "
                 "safe; send an object whose keys are plain strings."
             )
@@ -376,7 +379,8 @@ class ToolProgram:
         """
         reason = (
             f"approved must be the boolean True (a person approved this call) or False, but "
-            f"it is {describe_type(approved)}, so the call to '{self.tool}' is denied at its "
+            f"it is {describe_type(approved)}, so the call to {quote_caller_text(self.tool)} is "
+            "denied at its "
             "approval step to stay safe; pass approved=True only for a call a person approved."
         )
         if trace is not None:
@@ -416,7 +420,8 @@ class ToolProgram:
             cost = plan.cost(args, self.tool)
             if cost > spec.burst:
                 reason = (
-                    f"The call to '{self.tool}' costs {cost} tokens, more than the {spec.burst} "
+                    f"The call to {quote_caller_text(self.tool)} costs {cost} tokens, more than "
+                    f"the {spec.burst} "
                     f"that the limit '{spec.counter}' can ever hold, so it can never pass; "
                     "make the call smaller."
                 )
@@ -459,13 +464,15 @@ class ToolProgram:
         """The decision when the rate-limit store cannot answer: the store's failure policy."""
         if down.fail_open:
             reason = (
-                f"The call to '{self.tool}' is allowed without counting it: the rate-limit "
+                f"The call to {quote_caller_text(self.tool)} is allowed without counting it: the "
+                "rate-limit "
                 f"store is unavailable ({down}) and is set to fail open."
             )
             effect = Effect.ALLOW
         else:
             reason = (
-                f"The call to '{self.tool}' is denied because the rate-limit store is "
+                f"The call to {quote_caller_text(self.tool)} is denied because the rate-limit "
+                "store is "
                 f"unavailable ({down}); try again shortly."
             )
             effect = Effect.DENY
