@@ -402,3 +402,17 @@ def test_no_name_makes_anything_raise(
             assert text is None or len(text) <= AUDIT_TEXT_LIMIT + 40
     if type(args) is not SlyArgs:  # a dict that hides its items is the argument checks'
         assert engine.internal_failures == 0
+
+
+def test_a_reload_that_takes_effect_is_logged_at_info(caplog: pytest.LogCaptureFixture) -> None:
+    """A refused reload is an ERROR line; one that took effect says so at INFO, with both
+    digests, so the log shows which policy was in force from when."""
+    engine = PolicyEngine.from_dict({"version": "1", "default": "deny"})
+    old = engine.policy.digest
+    with caplog.at_level(logging.INFO, logger="policylayer_core"):
+        engine.reload({"version": "1", "default": "allow"})
+    infos = [r for r in caplog.records if r.levelno == logging.INFO]
+    assert len(infos) == 1
+    assert infos[0].getMessage() == (
+        f"policy reloaded from <dict>: {old} -> {engine.policy.digest}"
+    )

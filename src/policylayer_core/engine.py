@@ -296,6 +296,9 @@ class PolicyEngine:
         state = _State(loaded, self.store, shadow=self._shadow)
         with self._reload_lock:
             old, self._state = self._state, state
+        # A refused reload is logged at ERROR; one that took effect is worth a line too, so
+        # that an operator reading the log knows which policy is in force from when.
+        _log.info("policy reloaded from %s: %s -> %s", loaded.source, old.digest, state.digest)
         if self.auditor is not None:
             self.auditor.record_reload(old=old.digest, new=state.digest)
 
