@@ -447,7 +447,7 @@ def test_json_values_at_the_edges_are_json() -> None:
         ((1,), "args.a is a Python tuple, which is not a JSON value"),
         (math.nan, "args.a is NaN, which JSON cannot hold"),
         (-math.inf, "args.a is an infinity, which JSON cannot hold"),
-        (2**63, "args.a is the integer 9223372036854775808, outside the signed 64-bit range"),
+        (2**63, "args.a is an integer of 19 digits, outside the signed 64-bit range"),
         (10**10_000, "args.a is an integer of about 10,001 digits, outside the signed 64-bit"),
         (HostileStr("x"), "args.a is a Python HostileStr (a subclass of str), which is not a"),
         (Disguised("x"), "args.a is a Python Disguised (a subclass of str), which is not a"),

@@ -23,7 +23,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from policylayer_core.audit import AuditEvent, AuditOptions, AuditSink, _key, audit_text, redact
-from policylayer_core.decision import Decision
+from policylayer_core.decision import Decision, logged_reason
 
 __all__ = ["Auditor"]
 
@@ -239,7 +239,9 @@ class Auditor:
             allowed=decision.allowed,
             enforced=decision.enforced,
             rule=decision.rule,
-            reason=audit_text(decision.reason),
+            # Never an argument value: a schema denial's reason quotes the caller's value
+            # for the caller, and the log gets it worded without (decision.logged_reason).
+            reason=audit_text(logged_reason(decision)),
             retry_after=decision.retry_after,
             policy=_policy_name(decision.rule),
             arg_keys=_arg_keys(keys),

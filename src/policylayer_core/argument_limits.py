@@ -578,10 +578,14 @@ def _quote(text: str) -> str:
 
 
 def _big_integer(value: int) -> str:
-    """'the integer 9223372036854775808', or 'an integer of about 10,001 digits'."""
+    """'an integer of 19 digits', or 'an integer of about 10,001 digits'.
+
+    Never the value itself: reasons go to the audit log, which must not hold argument
+    values, and the digits say all the caller needs to fix the call.
+    """
     bits = value.bit_length()
     if bits <= 128:
-        return f"the integer {value}"
+        return f"an integer of {len(str(abs(value)))} digits"
     return f"an integer of about {int(bits * math.log10(2)) + 1:,} digits"
 
 

@@ -233,3 +233,34 @@ class _Taken(Decision):
             self._refund = _SPENT
         if payload is not _SPENT:
             refunder.refund(payload)
+
+
+class _Quoting(Decision):
+    """A decision whose reason quotes the caller's argument values (a schema violation's
+    message: `'sk-live-…' does not match '^pk-'`), with the same reason worded without
+    them for the audit log. A `Decision` to every reader but the audit log."""
+
+    __slots__ = ("logged_reason",)
+
+    logged_reason: str
+
+
+def quoting_values(decision: Decision, logged_reason: str) -> Decision:
+    """`decision`, carrying `logged_reason`: what the audit log records as its reason.
+
+    The caller may read its own values back in the reason it gets; the log must not hold
+    them (they may be secrets the audit options redact, or data the operator never opted
+    in to keep), so the audit event takes `logged_reason` instead.
+    """
+    copy = _new(_Quoting)
+    copy._fields = decision._fields
+    copy._refund = None
+    copy.logged_reason = logged_reason
+    return copy
+
+
+def logged_reason(decision: Decision) -> str:
+    """The reason the audit log records for `decision`: never an argument value."""
+    if type(decision) is _Quoting:
+        return decision.logged_reason
+    return decision.reason

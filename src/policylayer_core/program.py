@@ -16,10 +16,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from policylayer_core.conditions import Check, Indeterminate, describe_type
-from policylayer_core.decision import Decision, Effect, quote_caller_text
+from policylayer_core.decision import Decision, Effect, quote_caller_text, quoting_values
 from policylayer_core.paths import MISSING, NotJSON, ShapeMismatch, resolve
 from policylayer_core.ratelimit import BucketSpec, RateLimitStore, Shortfall, StoreUnavailable
 from policylayer_core.safe_regex import CallBudget, budget_open
+from policylayer_core.schemas import describe_violation_for_log
 from policylayer_core.validators import ArgumentValidator
 
 __all__ = ["CostSource", "LimitPlan", "RuleCheck", "Step", "ToolProgram", "read_cost"]
@@ -272,9 +273,11 @@ class ToolProgram:
                         trace.append(
                             Step(self.schema_pointer, "failed", "the arguments do not match")
                         )
-                    return self.make(
+                    denial = self.make(
                         Effect.DENY, self.schema_pointer, self.violation_reason(violation), None
                     )
+                    # The reason quotes the caller's value; the audit log gets it without.
+                    return quoting_values(denial, describe_violation_for_log(tool, violation))
                 if trace is not None:
                     trace.append(
                         Step(self.schema_pointer, "passed", "the arguments match the schema")

@@ -31,6 +31,7 @@ from pydantic_core import PydanticCustomError
 from referencing import Registry, Resource
 from referencing.exceptions import NoSuchResource
 
+from policylayer_core.decision import cut_caller_text, quote_caller_text
 from policylayer_core.safe_regex import expansion_problem
 
 if TYPE_CHECKING:
@@ -44,6 +45,7 @@ __all__ = [
     "NO_RETRIEVAL",
     "check_argument_schema",
     "describe_violation",
+    "describe_violation_for_log",
     "regex_error",
 ]
 
@@ -487,10 +489,33 @@ def _regex_failure(pointer: str, pattern: str, error: str) -> PydanticCustomErro
     )
 
 
+# How much of a violation's message (which quotes the caller's value) a reason keeps.
+VIOLATION_MESSAGE_LIMIT = 300
+
+
+def _where(violation: SchemaViolation) -> str:
+    """`args.tasks.3.title`, each step cut to 40 characters and the path to 12 steps."""
+    steps = [cut_caller_text(str(step), 40) for step in violation.path]
+    if len(steps) > 12:
+        steps = [*steps[:6], "…", *steps[-6:]]
+    return "args" + "".join(f".{step}" for step in steps)
+
+
 def describe_violation(tool: str, violation: SchemaViolation) -> str:
-    """The denial reason for arguments that fail the tool's schema."""
-    where = "args" + "".join(f".{step}" for step in violation.path)
+    """The denial reason for arguments that fail the tool's schema, as the caller gets it:
+    the violation's message quotes the caller's own value (cut to a bounded prefix)."""
+    message = cut_caller_text(violation.message, VIOLATION_MESSAGE_LIMIT)
     return (
-        f"The arguments for '{tool}' do not match its schema: at {where}, {violation.message} "
-        f"('{violation.keyword}'). Fix the arguments and call again."
+        f"The arguments for {quote_caller_text(tool)} do not match its schema: at "
+        f"{_where(violation)}, {message} ('{violation.keyword}'). Fix the arguments and call "
+        "again."
+    )
+
+
+def describe_violation_for_log(tool: str, violation: SchemaViolation) -> str:
+    """The same denial worded without the caller's value, for the audit log."""
+    return (
+        f"The arguments for {quote_caller_text(tool)} do not match its schema: at "
+        f"{_where(violation)}, the value fails the schema keyword '{violation.keyword}' "
+        "(the value is not logged). Fix the arguments and call again."
     )
