@@ -649,10 +649,11 @@ class _Generator:
     def _number_keywords(
         self, node: dict[str, Any], v: str, path: tuple[str, ...], depth: int
     ) -> None:
+        # `v` is an exact int or float here (and an exact str below): `repr` is the type's own.
         for key, operator, text in _NUMBER_BOUNDS:
             if key in node:
                 limit = _number(node[key])
-                message = f"{_shown(v)} + {f' {text} {limit!r}'!r}"
+                message = f"repr({v}) + {f' {text} {limit!r}'!r}"
                 self._check(depth, f"{v} {operator} {self._literal(limit)}", path, key, message)
         if "multipleOf" in node:
             divisor = _number(node["multipleOf"])
@@ -662,7 +663,7 @@ class _Generator:
                 failed = f"_float_not_multiple({v}, {self._literal(divisor)})"
             else:
                 failed = f"{v} % {divisor!r}"
-            message = f"{_shown(v)} + {f' is not a multiple of {divisor}'!r}"
+            message = f"repr({v}) + {f' is not a multiple of {divisor}'!r}"
             self._check(depth, failed, path, "multipleOf", message)
 
     def _string_keywords(
@@ -672,7 +673,7 @@ class _Generator:
         if "pattern" in node:
             pattern = node["pattern"]
             regex = self._regex(pattern)
-            message = f"{_shown(v)} + {f' does not match {pattern!r}'!r}"
+            message = f"repr({v}) + {f' does not match {pattern!r}'!r}"
             for line in self._search(regex, v, path, "pattern", pattern):
                 self._emit(depth, line)
             self._check(depth, "not _h", path, "pattern", message)
@@ -687,7 +688,9 @@ class _Generator:
         ):
             if key in node:
                 limit = _number(node[key])
-                message = f"{_shown(v)} + {' ' + (edge_text if limit == edge else text)!r}"
+                # An exact str; or a list or dict, whose items may not be JSON.
+                shown = f"repr({v})" if noun == "Length" else f"_safe_repr({v})"
+                message = f"{shown} + {' ' + (edge_text if limit == edge else text)!r}"
                 self._check(
                     depth, f"len({v}) {operator} {self._literal(limit)}", path, key, message
                 )
@@ -697,7 +700,7 @@ class _Generator:
     ) -> None:
         self._length_bounds(node, "Items", v, path, depth)
         if node.get("uniqueItems"):
-            message = f"{_shown(v)} + ' has non-unique elements'"
+            message = f"_safe_repr({v}) + ' has non-unique elements'"
             unique = f"_unique({v}, {_where(path)})"  # refuses items that are not JSON
             self._check(depth, f"not {unique}", path, "uniqueItems", message)
         items = node.get("items", True)

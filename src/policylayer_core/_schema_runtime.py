@@ -59,16 +59,47 @@ Path = tuple[str | int, ...]
 
 
 def enum_has(members: Iterable[Any], instance: Any, where: Path = ()) -> bool:
-    """Whether `instance` equals a member, as jsonschema's `equal` says; a refusal (at
-    `where`, the instance's place) when it is not JSON, since equality reads all of it."""
-    exact_json(instance, where, "enum")
-    return any(json_equal(member, instance) for member in members)
+    """Whether `instance` equals a member, as jsonschema's `equal` says (see `_equal`)."""
+    return any(_equal(member, instance, where, "enum") for member in members)
 
 
 def const_equal(instance: Any, value: Any, where: Path = ()) -> bool:
-    """jsonschema's `equal(instance, value)` for `const`, on JSON only (see `enum_has`)."""
-    exact_json(instance, where, "const")
-    return json_equal(instance, value)
+    """jsonschema's `equal(instance, value)` for `const` (see `_equal`)."""
+    return _equal(value, instance, where, "const")
+
+
+def _equal(known: Any, instance: Any, where: Path, keyword: str) -> bool:
+    """jsonschema's `equal(known, instance)`, where `known` is the schema's own value and
+    `instance` (at `where`) the caller's: each part of the instance the comparison reads
+    must be JSON, or the comparison raises the refusal. Parts it does not read (past a
+    difference in length or keys) are not judged: the verdict does not depend on them.
+    The recursion follows `known`, so its depth is the schema's, whatever the instance."""
+    kind = type(instance)
+    if kind is not dict and kind is not list and not is_json_scalar(instance):
+        raise not_json(where, keyword, instance)
+    if known is instance:
+        return True
+    if kind is str or isinstance(known, str):
+        return bool(known == instance)
+    if kind is list:
+        return (
+            isinstance(known, Sequence)
+            and len(known) == len(instance)
+            and all(
+                _equal(one, two, (*where, index), keyword)
+                for index, (one, two) in enumerate(zip(known, instance, strict=True))
+            )
+        )
+    if kind is dict:
+        if not isinstance(known, Mapping) or len(known) != len(instance):
+            return False
+        # Its keys are looked up: each must be exactly a str, whose `==` is str's own.
+        string_keys(instance, where, keyword)
+        return all(
+            key in instance and _equal(value, instance[key], (*where, key), keyword)
+            for key, value in known.items()
+        )
+    return bool(_unbool(known) == _unbool(instance))
 
 
 def unique(container: list[Any], where: Path = ()) -> bool:
@@ -143,7 +174,7 @@ def is_json_scalar(value: Any) -> bool:
     )
 
 
-def find_foreign(value: Any) -> tuple[Path, Any, str] | None:
+def find_foreign(value: Any, walked: set[int] | None = None) -> tuple[Path, Any, str] | None:
     """The first part of `value` that is not JSON, or None when all of it is.
 
     Returns (its path, the part, what is wrong: "value", "key" (the part is a key that is
@@ -151,7 +182,9 @@ def find_foreign(value: Any) -> tuple[Path, Any, str] | None:
     Read through exact types only: an exact dict's items and an exact list's elements are
     its storage, never a method the value defines. Each container is walked once (one
     shared by two places is JSON twice over), so the time is linear in the value; no
-    recursion, so any depth is walked.
+    recursion, so any depth is walked. `walked`: the ids of containers found to be JSON
+    already (by earlier walks in the same call, while all of them are alive), which this
+    walk skips and adds to.
     """
     kind = type(value)
     if kind is not list and kind is not dict:
@@ -159,7 +192,8 @@ def find_foreign(value: Any) -> tuple[Path, Any, str] | None:
     steps: list[tuple[int, str | int]] = [(-1, 0)]  # (parent's index, key or position)
     todo: list[tuple[Any, int]] = [(value, 0)]
     open_: set[int] = set()  # the containers being walked (those holding the current one)
-    walked: set[int] = set()
+    if walked is None:
+        walked = set()
     while todo:
         part, at = todo.pop()
         if part is _LEAVE:

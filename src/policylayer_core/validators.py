@@ -39,9 +39,9 @@ it is handed (jsonschema's type checker believes `isinstance`, and its `equal` a
 
 Where jsonschema itself raises on a JSON instance (a float `multipleOf` and an integer
 beyond a float's range, which its float division overflows), there is no verdict to
-copy: the instance is invalid, with a violation that says why (`Unjudgeable`). Other exceptions
-raised by a check on an odd instance (say RecursionError on a very deep one) propagate;
-the caller fails closed. A panic of a compiled extension inside jsonschema (a
+copy: the instance is invalid, with a violation that says why (`Unjudgeable`). Other
+exceptions raised by a check on an odd instance (say RecursionError on a very deep one)
+propagate; the caller fails closed. A panic of a compiled extension inside jsonschema (a
 BaseException) is raised as an Exception too. No check ever retrieves a referenced
 document (`schemas.NO_RETRIEVAL`).
 
@@ -160,19 +160,26 @@ def compile_validator(
     keys = _keys(schema)
     if dialect is None or _needs_whole_schema_fallback(schema):
         return _judging(_catching_refusals(_jsonschema_check(reference, held, keys)))
+    fallbacks: list[ArgumentValidator] = []
+
+    def node_fallback(node: dict[str, Any]) -> ArgumentValidator:
+        check = _jsonschema_check(reference.evolve(schema=_without_dialect(node)), held, keys)
+        fallbacks.append(check)
+        return check
+
     try:
         compiled = _schema_codegen.generate(
             schema,
             dialect,
             violation=SchemaViolation,
-            node_fallback=lambda node: _jsonschema_check(
-                reference.evolve(schema=_without_dialect(node)), held, keys
-            ),
+            node_fallback=node_fallback,
             regex_limits=regex_limits,
         )
     except (_schema_codegen.WholeSchemaFallback, RecursionError):
         # RecursionError: a schema nested too deeply to generate code for.
         return _judging(_catching_refusals(_jsonschema_check(reference, held, keys)))
+    if fallbacks:
+        compiled = _walking_once(compiled)
     # Only multipleOf may be unjudgeable: leave the other validators without the wrapper.
     return _judging(compiled) if _mentions(schema, "multipleOf") else compiled
 
@@ -187,6 +194,35 @@ def _without_dialect(schema: Any) -> Any:
     if isinstance(schema, dict) and "$schema" in schema:
         return {key: value for key, value in schema.items() if key != "$schema"}
     return schema
+
+
+class _Walked(threading.local):
+    """The containers of the instance being validated on this thread that a jsonschema
+    check has found to be JSON (by id: each lives as long as the call), or None outside a
+    validator with such checks."""
+
+    ids: set[int] | None = None
+
+
+_walked = _Walked()
+
+
+def _walking_once(check: ArgumentValidator) -> ArgumentValidator:
+    """`check`, a compiled validator that calls jsonschema checks, with one set of walked
+    containers per call: each jsonschema check first walks the value it is handed (see
+    `_jsonschema_check`), and a recursion whose every level holds such a check would walk
+    each part again on every level above it, time quadratic in the depth."""
+
+    @functools.wraps(check)  # `__wrapped__`: tests tell generated code from jsonschema's
+    def walking(instance: Any) -> SchemaViolation | None:
+        saved = _walked.ids
+        _walked.ids = set()
+        try:
+            return check(instance)
+        finally:
+            _walked.ids = saved
+
+    return walking
 
 
 def _catching_refusals(check: ArgumentValidator) -> ArgumentValidator:
@@ -291,7 +327,7 @@ def _jsonschema_check(validator: Validator, held: list[Any], keys: int) -> Argum
     def check(instance: Any, _held: list[Any] = held) -> SchemaViolation | None:
         # jsonschema reads values through `isinstance` and their own `==`, `len` and
         # iteration: it only ever gets JSON values (this check is the slow path already).
-        found = find_foreign(instance)
+        found = find_foreign(instance, _walked.ids)
         if found is not None:
             path, part, problem = found
             raise not_json(path, "type", part, problem)
