@@ -827,27 +827,27 @@ class _Generator:
                 f"_additional_properties_message({v}, {names}, {joined}, "
                 f"{self._const(sorted(patterns) if 'patternProperties' in node else None)})"
             )
-            if joined:
+            # A key that is a str subclass could claim, through its own `__hash__` and
+            # `__eq__`, to be one of the names: every key is tested as it is met, and all
+            # of them before the message (which reads every key) is built.
+            every_key = f"_string_keys({v}, {_where(path)}, 'additionalProperties')"
+            if joined or properties:
                 self._emit(depth, f"for {key} in {v}:")
                 for line in self._string_key(key, path, "additionalProperties"):
                     self._emit(depth + 1, line)
-                self._emit(depth + 1, f"if {known}:")
-                self._emit(depth + 2, "continue")
-                for line in self._search(joined, key, path, "additionalProperties", source):
-                    self._emit(depth + 1, line)
-                self._check(depth + 1, "not _h", path, "additionalProperties", message)
-            elif properties:
-                # A key that is a str subclass could claim, through its own `__hash__` and
-                # `__eq__`, to be one of the names: every key is looked at first.
-                self._emit(depth, f"for {key} in {v}:")
-                for line in self._string_key(key, path, "additionalProperties"):
-                    self._emit(depth + 1, line)
-                failed = f"not ({v}.keys() <= {names})"
-                self._check(depth, failed, path, "additionalProperties", message)
+                if joined:
+                    self._emit(depth + 1, f"if {known}:")
+                    self._emit(depth + 2, "continue")
+                    for line in self._search(joined, key, path, "additionalProperties", source):
+                        self._emit(depth + 1, line)
+                    self._emit(depth + 1, "if not _h:")
+                else:
+                    self._emit(depth + 1, f"if not {known}:")
             else:
                 self._emit(depth, f"if {v}:")
-                self._emit(depth + 1, f"_string_keys({v}, {_where(path)}, 'additionalProperties')")
-                self._fail(depth + 1, path, "additionalProperties", message)
+            extra = depth + (2 if joined or properties else 1)
+            self._emit(extra, every_key)
+            self._fail(extra, path, "additionalProperties", message)
             return
         header = [
             f"for {key}, {value} in {v}.items():",
