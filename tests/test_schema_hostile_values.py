@@ -362,25 +362,28 @@ def test_the_reason_names_the_value_its_type_and_the_keyword() -> None:
     )
 
 
+AP = "additionalProperties"
+
+
 @pytest.mark.parametrize(
     ("schema", "instance", "path", "keyword"),
     [
         ({"enum": [[["a", 1]]]}, [["a", Middling(1)]], (0, 1), "enum"),
         ({"const": {"a": [1]}}, {"a": [MiddlingFloat(1.0)]}, ("a", 0), "const"),
         ({"uniqueItems": True}, [[1], [Middling(1)]], (1, 0), "uniqueItems"),
-        ({"additionalProperties": False, "properties": {"a": {}}}, {Key("b"): 1}, (), None),
+        ({"additionalProperties": False, "properties": {"a": {}}}, {Key("b"): 1}, (), AP),
         ({"patternProperties": {"^a": {}}}, {Key("a"): 1}, (), "patternProperties"),
-        ({"additionalProperties": {"type": "string"}}, {Key("b"): "x"}, (), None),
+        ({"additionalProperties": {"type": "string"}}, {Key("b"): "x"}, (), AP),
     ],
 )
 def test_the_violation_points_at_the_part_that_is_not_json(
-    schema: dict[str, Any], instance: Any, path: tuple[Any, ...], keyword: str | None
+    schema: dict[str, Any], instance: Any, path: tuple[Any, ...], keyword: str
 ) -> None:
     CALLS.clear()
     violation = compile_validator(schema)(instance)
     assert violation is not None
     assert violation.path == path
-    assert violation.keyword == (keyword or "additionalProperties")
+    assert violation.keyword == keyword
     assert "which is not a JSON" in violation.message
     assert CALLS == []
 

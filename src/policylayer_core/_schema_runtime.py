@@ -435,7 +435,6 @@ HELPERS: dict[str, Any] = {
         const_equal,
         unique,
         not_json,
-        not_json_message,
         foreign,
         safe_repr,
         float_not_multiple,
