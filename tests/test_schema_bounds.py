@@ -472,11 +472,10 @@ ITEMS = st.recursive(
     | st.sampled_from([0.0, -0.0, 1.0, 2.5, math.inf, NAN, 2**53, float(2**53), 10**20])
     | st.floats(allow_nan=True)
     | st.sampled_from(["", "a", "1"]),
+    # JSON only: tuples and keys that are not str are refused (see the tests below).
     lambda inner: (
         st.lists(inner, max_size=3)
-        | st.tuples(inner, inner)
         | st.dictionaries(st.sampled_from(["a", "b"]), inner, max_size=2)
-        | st.dictionaries(st.sampled_from([0, 1, True, 1.0]), inner, max_size=2)
     ),
     max_leaves=8,
 )
@@ -569,27 +568,29 @@ class Number(int):
 
 
 @pytest.mark.parametrize(
-    ("items", "is_unique"),
+    "items",
     [
-        ([Liar("a"), Liar("b")], True),
-        ([Liar("a"), "a"], False),
-        ([{"k": Liar("a")}, {"k": Liar("b")}], True),
-        ([{"k": Liar("a")}, {"k": "a"}], False),
-        ([LyingList([1, 2]), [1, 2]], False),
-        ([LyingList([1, 2]), [1]], True),
-        ([LyingDict(a=1), {"a": 1}], False),
-        ([LyingDict(a=1), {"a": 2}], True),
-        ([{Liar("a"): 1}, {"a": 1}], False),
-        ([Number(1), 2], True),
-        ([Number(1), 1.0], False),
-        ([(Liar("x"),), ("x",)], False),
+        [Liar("a"), Liar("b")],
+        [Liar("a"), "a"],
+        [{"k": Liar("a")}, {"k": Liar("b")}],
+        [{"k": Liar("a")}, {"k": "a"}],
+        [LyingList([1, 2]), [1, 2]],
+        [LyingList([1, 2]), [1]],
+        [LyingDict(a=1), {"a": 1}],
+        [LyingDict(a=1), {"a": 2}],
+        [{Liar("a"): 1}, {"a": 1}],
+        [Number(1), 2],
+        [Number(1), 1.0],
+        [(Liar("x"),), ("x",)],
     ],
 )
-def test_unique_items_judges_values_by_their_data(items: list[Any], is_unique: bool) -> None:
+def test_unique_items_refuses_subclasses_without_calling_them(items: list[Any]) -> None:
+    # Not judged by their data either: the tool may read them through the lying methods.
     Liar.calls.clear()
-    assert unique(items) is is_unique
     for schema in UNIQUE_SCHEMAS:
-        assert (compile_validator(schema)(items) is None) is is_unique
+        violation = compile_validator(schema)(items)
+        assert violation is not None
+        assert "which is not a JSON" in violation.message
     assert Liar.calls == []
 
 
@@ -599,11 +600,10 @@ def test_unique_items_refuses_values_that_are_not_json(odd: Any) -> None:
     for schema in UNIQUE_SCHEMAS:
         violation = compile_validator({"properties": {"tags": schema}})({"tags": ["a", odd]})
         assert violation is not None
-        assert violation.path == ("tags",)
-        assert violation.keyword == "uniqueItems"
-        assert "which is not a JSON value, so whether its items are unique cannot be judged" in (
-            violation.message
-        )
+        assert violation.path == ("tags", 1)
+        assert violation.keyword in {"uniqueItems", "type"}  # "type": before jsonschema runs
+        assert "which is not a JSON" in violation.message
+        assert "so it cannot be checked against the schema" in violation.message
     assert Liar.calls == []
 
 

@@ -8,8 +8,6 @@ import json
 import math
 import os
 from collections.abc import Callable, Iterator
-from decimal import Decimal
-from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +19,7 @@ from jsonschema.exceptions import SchemaError, best_match
 from jsonschema.validators import validator_for
 from referencing.exceptions import Unresolvable
 
+from policylayer_core._schema_runtime import find_foreign
 from policylayer_core.validators import SchemaViolation, compile_validator
 
 SUITE = Path(__file__).parent / "data" / "json_schema_test_suite"
@@ -113,6 +112,8 @@ def test_suite_files_are_present() -> None:
 # -- JSON semantics as jsonschema implements them ---------------------------------------
 
 NAN = float("nan")
+# Values that are not JSON (a Decimal, a tuple), which jsonschema judges as numbers and
+# arrays, are refused instead: tests/test_schema_hostile_values.py.
 SEMANTICS = [
     ({"type": "integer"}, True, False),
     ({"type": "integer"}, 1.0, True),
@@ -122,8 +123,6 @@ SEMANTICS = [
     ({"type": "integer"}, math.inf, False),
     ({"type": "integer"}, 10**400, True),
     ({"type": "number"}, False, False),
-    ({"type": "number"}, Decimal("1.5"), True),
-    ({"type": "number"}, Fraction(1, 3), True),
     ({"type": "number"}, NAN, True),
     ({"type": "boolean"}, 0, False),
     ({"type": "array"}, (1, 2), False),
@@ -136,12 +135,10 @@ SEMANTICS = [
     ({"enum": [False, None]}, 0, False),
     ({"enum": [[1, [2]]]}, [1.0, [2]], True),
     ({"enum": [[1, [2]]]}, [True, [2]], False),
-    ({"enum": [[1, 2]]}, (1, 2), True),
     ({"enum": ["a", 1]}, "a", True),
     ({"enum": ["a", 1]}, "b", False),
     ({"enum": [NAN]}, NAN, True),  # the same object: jsonschema's `is` check
     ({"enum": [NAN]}, float("nan"), False),
-    ({"const": {"a": [1]}}, {"a": (1,)}, True),
     ({"const": {"a": [1]}}, {"a": [True]}, False),
     ({"const": 0}, False, False),
     ({"const": 0}, -0.0, True),
@@ -155,7 +152,6 @@ SEMANTICS = [
     ({"uniqueItems": True}, [NAN, NAN], False),
     ({"uniqueItems": True}, [float("nan"), float("nan")], True),
     ({"uniqueItems": True}, [1, "1", None, [1]], True),
-    ({"uniqueItems": True}, (1, 1), True),
     ({"multipleOf": 0.0001}, 0.0075, True),
     ({"multipleOf": 0.01}, 0.07, False),
     ({"multipleOf": 0.5}, 1e308, True),
@@ -177,7 +173,6 @@ SEMANTICS = [
     # jsonschema skips the extras match when the joined patterns are "": "x" is extra.
     ({"patternProperties": {"": {}}, "additionalProperties": False}, {"x": 1}, False),
     ({"required": ["a"]}, ["a"], True),
-    ({"items": {"type": "string"}}, ("x", 1), True),
     ({"prefixItems": [{"type": "string"}], "items": False}, ["a"], True),
     ({"prefixItems": [{"type": "string"}], "items": False}, ["a", 1], False),
     ({"not": {"type": "string"}}, "x", False),
@@ -560,6 +555,12 @@ def test_verdicts_equal_jsonschema(schema: dict[str, Any], instances: list[Any])
             # patternProperties): it is not JSON, and where jsonschema stops depends on
             # the order it happens to evaluate keywords in. Issue 9 (hostile input)
             # decides how the engine treats non-JSON arguments as a whole.
+            continue
+        if find_foreign(instance) is not None:
+            # Not JSON (a tuple, a key that is not a str): a check that meets it refuses
+            # the instance, so it may be invalid where jsonschema says valid, never valid
+            # where jsonschema says invalid.
+            assert expected or not verdict(validate, instance)
             continue
         assert verdict(validate, instance) is expected
 

@@ -2,7 +2,7 @@
 
 The generator walks the schema once and writes straight-line code per schema object:
 subschemas reached through `properties`, `items`, `allOf`, ... are inlined, so validating
-a typical tool call is a handful of `isinstance` checks and dict lookups with no
+a typical tool call is a handful of exact type tests and dict lookups with no
 function calls. Only `$ref` targets and the branches of `anyOf`/`oneOf`/`not` (whose
 verdict is needed without failing the caller) become functions of their own, which is
 also what makes recursive references work. Where a recursion can judge one part of the
@@ -17,6 +17,12 @@ exactly raises `_NodeFallback` and is handed, as a whole, to a jsonschema valida
 Regexes (`pattern`, `patternProperties` and the extras of `additionalProperties`) run on
 `safe_regex` matchers: the verdict of `re.search` within `RegexLimits`, and otherwise a
 violation that says the string could not be checked safely.
+
+Caller values are judged by their exact type (`type(v) is list`), never through their own
+methods or `isinstance` (which believes a `__class__` property): a value whose type is not
+exactly a JSON type, met by a check, makes the whole instance invalid with a violation that
+says so (`_schema_runtime.not_json`). The test for that runs only where a value's exact
+type tests have failed, so a value of the right type pays nothing for it.
 """
 
 from __future__ import annotations
@@ -28,7 +34,6 @@ import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import partial
-from numbers import Number
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote
 
@@ -78,17 +83,53 @@ _NO_OP_KEYWORDS = frozenset({"format"})
 # Keywords a jsonschema keyword function reads next to the one it is registered under.
 _COMPANIONS = {"if": ("then", "else"), "contains": ("minContains", "maxContains")}
 
-# jsonschema's draft-06+ type checker, with cheap exact-class tests first.
+# jsonschema's draft-06+ type checker on JSON values, by exact type: a subclass or an object
+# whose `__class__` property claims a type is not JSON (`_json_values`), and is refused
+# where a test fails (`_Generator._refuse_foreign`), never judged as the type it claims.
 _TYPE_TESTS = {
-    "object": "isinstance({v}, dict)",
-    "array": "isinstance({v}, list)",
-    "string": "isinstance({v}, str)",
+    "object": "type({v}) is dict",
+    "array": "type({v}) is list",
+    "string": "type({v}) is str",
     "null": "{v} is None",
     "boolean": "({v} is True or {v} is False)",
-    "number": "({v}.__class__ is int or {v}.__class__ is float"
-    " or ({v}.__class__ is not bool and isinstance({v}, _Number)))",
-    "integer": "({v}.__class__ is int or ({v}.__class__ is not bool and isinstance({v}, int))"
-    " or (isinstance({v}, float) and {v}.is_integer()))",
+    "number": "(type({v}) is int or type({v}) is float)",
+    "integer": "(type({v}) is int or (type({v}) is float and {v}.is_integer()))",
+}
+# The exact JSON types, as tests (identity tests first: they cost least); and the types a
+# failed `type` test has ruled out.
+_EXACT_TESTS = {
+    "null": "{v} is None",
+    "bool": "{v} is True or {v} is False",
+    "str": "type({v}) is str",
+    "int": "type({v}) is int",
+    "float": "type({v}) is float",
+    "dict": "type({v}) is dict",
+    "list": "type({v}) is list",
+}
+_TESTED = {
+    "object": ("dict",),
+    "array": ("list",),
+    "string": ("str",),
+    "null": ("null",),
+    "boolean": ("bool",),
+    "number": ("int", "float"),
+    "integer": ("int",),
+}
+# The keywords of each group, and the base types whose subclasses claim the group.
+_GROUP_KEYWORDS = {
+    "number": ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum", "multipleOf"),
+    "string": ("minLength", "maxLength", "pattern"),
+    "array": ("minItems", "maxItems", "uniqueItems", "items", "prefixItems", "additionalItems"),
+    "object": (
+        "required", "minProperties", "maxProperties", "properties", "patternProperties",
+        "additionalProperties",
+    ),
+}  # fmt: skip
+_GROUP_BASES: dict[str, tuple[type, ...]] = {
+    "number": (int, float),
+    "string": (str,),
+    "array": (list,),
+    "object": (dict,),
 }
 # The instance types a group of keywords applies to (jsonschema skips other types).
 _GROUP_TYPES = {
@@ -148,12 +189,12 @@ class _Generator:
         self._dialect = dialect
         self._compiled = dialect.compiled
         self._node_fallback = node_fallback
-        self._namespace: dict[str, Any] = {"_V": violation, "_Number": Number, **HELPERS}
+        # `type` is a global of the generated code: found at once, not after a miss in globals.
+        self._namespace: dict[str, Any] = {"_V": violation, "type": type, **HELPERS}
         self._functions: dict[int, str] = {}
         self._pending: list[tuple[str, dict[str, Any] | bool]] = []
         self._lines: list[str] = []
         self._ids = itertools.count()
-        self._may_refuse = False  # whether any check may raise a regex refusal
         # The schema objects (by id) whose functions keep their verdicts for the call, each
         # in its own dict of the tuple `_m` passed to every function.
         self._memoized = memoized
@@ -165,8 +206,20 @@ class _Generator:
         self._entry = ""
 
     def sources(self) -> list[str]:
-        """The source of every function; the validator's entry point is `self._entry`."""
-        entry = self._function(self._root)
+        """The source of every function; the validator's entry point is `self._entry`.
+
+        The entry point is the root schema's checks, written inline (the root gets a
+        function of its own only when a `$ref` leads back to it) inside the one `try`
+        that turns a refusal into the violation: a refusal (a regex that cannot judge a
+        string, a value that is not JSON) is raised through every check, so that no
+        `not`, `anyOf` or `oneOf` can turn it into a pass. A `try` costs nothing until
+        something is raised, so the common call pays for neither.
+        """
+        self._writing = "_entry"
+        self._calls["_entry"] = []
+        self._lines = []
+        self._node(self._root, "x", (), None, 2)
+        entry_body = self._lines
         sources = []
         while self._pending:
             name, node = self._pending.pop()
@@ -194,24 +247,10 @@ class _Generator:
         lines = ["def _entry(x):"]
         if self._memoized:
             lines.append(f"    _m = ({'{}, ' * len(self._memo_slots)})")
-        call = self._invoke(entry, "x", ())
-        if self._may_refuse:
-            # A regex refusal is raised through every check (so that no `not` can turn it
-            # into a pass) and becomes the violation here, at the entry point.
-            lines += [
-                "    try:",
-                f"        return {call}",
-                "    except _Abort as _a:",
-                "        return _a.violation",
-            ]
-        elif self._memoized:
-            lines.append(f"    return {call}")
-        else:
-            lines = []  # no entry point of its own: the root's function is called directly
-        if lines:
-            sources.append("\n".join(lines))
-            entry = "_entry"
-        self._entry = entry
+        lines += ["    try:", *entry_body, "        return None"]
+        lines += ["    except _Abort as _a:", "        return _a.violation"]
+        sources.append("\n".join(lines))
+        self._entry = "_entry"
         return sources
 
     def recursive(self) -> frozenset[int]:
@@ -295,8 +334,22 @@ class _Generator:
         self._lines.append("    " * depth + line)
 
     def _fail(self, depth: int, path: tuple[str, ...], keyword: str, message: str) -> None:
-        where = f"({', '.join(path)},)" if path else "()"
-        self._emit(depth, f"return _V({where}, {keyword!r}, {message})")
+        self._emit(depth, f"return _V({_where(path)}, {keyword!r}, {message})")
+
+    def _refuse_foreign(
+        self,
+        depth: int,
+        v: str,
+        path: tuple[str, ...],
+        keyword: str,
+        ruled_out: tuple[str, ...] = (),
+    ) -> None:
+        """Emit the refusal of `v` when it is not JSON, on a path where a test of its type
+        has failed (so a value of the right type never runs it). `ruled_out`: the exact
+        types (`_EXACT_TESTS` keys) that failed test has excluded already."""
+        tests = [test.format(v=v) for key, test in _EXACT_TESTS.items() if key not in ruled_out]
+        self._emit(depth, f"if not ({' or '.join(tests)}):")
+        self._emit(depth + 1, f"raise _not_json({_where(path)}, {keyword!r}, {v})")
 
     def _check(
         self, depth: int, failed: str, path: tuple[str, ...], keyword: str, message: str
@@ -334,12 +387,10 @@ class _Generator:
                 re.compile(pattern)
         except re.error:
             raise _NodeFallback from None  # jsonschema raises the same error when it gets there
-        self._may_refuse = True
         return self._const(compile_search(pattern, self._regex_limits))
 
     def _fallback(self, node: dict[str, Any]) -> str:
         """The name of a jsonschema check for `node` (its regexes are bounded too)."""
-        self._may_refuse = True
         return self._const(self._node_fallback(node))
 
     def _search(
@@ -355,6 +406,14 @@ class _Generator:
             f"    _h = {matcher}({text})",
             "except _Refused as _r:",
             f"    raise _Abort(_V({where}, {keyword!r}, {message})) from None",
+        ]
+
+    def _string_key(self, key: str, path: tuple[str, ...], keyword: str) -> list[str]:
+        """Lines that refuse `key` (of the object at `path`) unless it is exactly a str:
+        a key's own `__hash__`, `__eq__` or `__len__` must not answer the schema's checks."""
+        return [
+            f"if type({key}) is not str:",
+            f"    raise _not_json({_where(path)}, {keyword!r}, {key}, 'key')",
         ]
 
     def _block(self, depth: int, header: list[str], body: Callable[[], None]) -> None:
@@ -373,7 +432,7 @@ class _Generator:
         if node is True:
             return
         if node is False:
-            self._fail(depth, path, "false", f"'False schema does not allow ' + repr({v})")
+            self._fail(depth, path, "false", f"'False schema does not allow ' + _safe_repr({v})")
             return
         if not isinstance(node, dict):
             raise _NodeFallback
@@ -416,6 +475,22 @@ class _Generator:
         if "$ref" in node:
             self._ref(node["$ref"], v, path, depth)
         self._applicators(node, v, path, known, depth)
+        self._groups(node, v, path, known, depth)
+        if foreign:
+            # Keywords outside the compiled set are independent of the compiled ones, so
+            # only they (with the siblings their jsonschema function reads) go to jsonschema.
+            wanted = foreign.union(*(_COMPANIONS.get(key, ()) for key in foreign))
+            rest = {key: value for key, value in node.items() if key in wanted}
+            self._call(self._fallback(rest), v, path, depth)
+
+    def _groups(
+        self, node: dict[str, Any], v: str, path: tuple[str, ...], known: Known, depth: int
+    ) -> None:
+        """The keywords that apply to one type of instance each (jsonschema skips other
+        types), as one chain of exact type tests: a value of a JSON type runs one branch,
+        or none; a value that is not JSON runs the refusal at the chain's end, and only it
+        pays for that test."""
+        branches: list[tuple[str, list[str]]] = []
         for group, emit in (
             ("number", self._number_keywords),
             ("string", self._string_keywords),
@@ -427,15 +502,28 @@ class _Generator:
                 continue  # the `type` check above already rejects every such instance
             if known is not None and known <= types:
                 emit(node, v, path, depth)  # no need to test the type again
-            else:
-                test = _TYPE_TESTS[group].format(v=v)
-                self._block(depth, [f"if {test}:"], partial(emit, node, v, path, depth + 1))
-        if foreign:
-            # Keywords outside the compiled set are independent of the compiled ones, so
-            # only they (with the siblings their jsonschema function reads) go to jsonschema.
-            wanted = foreign.union(*(_COMPANIONS.get(key, ()) for key in foreign))
-            rest = {key: value for key, value in node.items() if key in wanted}
-            self._call(self._fallback(rest), v, path, depth)
+                continue
+            start = len(self._lines)
+            emit(node, v, path, depth + 1)
+            if len(self._lines) > start:
+                branches.append((group, self._lines[start:]))
+                del self._lines[start:]
+        for index, (group, body) in enumerate(branches):
+            self._emit(depth, f"{'elif' if index else 'if'} {_TYPE_TESTS[group].format(v=v)}:")
+            self._lines.extend(body)
+        if branches and known is None:
+            # Not tested yet (a `type` keyword refuses it itself): a value of no JSON type.
+            keywords = self._const(
+                tuple(
+                    (base, next((key for key in node if key in _GROUP_KEYWORDS[group]), group))
+                    for group, _ in branches
+                    for base in _GROUP_BASES[group]
+                )
+            )
+            ruled_out = tuple(key for group, _ in branches for key in _TESTED[group])
+            tests = [t.format(v=v) for key, t in _EXACT_TESTS.items() if key not in ruled_out]
+            self._emit(depth, f"elif not ({' or '.join(tests)}):")
+            self._emit(depth + 1, f"raise _foreign({v}, {_where(path)}, {keywords})")
 
     def _type(self, types: Any, v: str, path: tuple[str, ...], known: Known, depth: int) -> Known:
         names = [types] if isinstance(types, str) else types
@@ -446,15 +534,20 @@ class _Generator:
             return known
         test = " or ".join(_TYPE_TESTS[name].format(v=v) for name in names) or "False"
         suffix = " is not of type " + ", ".join(repr(name) for name in names)
-        self._check(depth, f"not ({test})", path, "type", f"repr({v}) + {suffix!r}")
+        self._emit(depth, f"if not ({test}):")
+        if known is None:
+            ruled_out = tuple(key for name in names for key in _TESTED[name])
+            self._refuse_foreign(depth + 1, v, path, "type", ruled_out)
+        self._fail(depth + 1, path, "type", f"{_shown(v)} + {suffix!r}")
         return allowed if known is None else known & allowed
 
     def _enum(self, members: Any, v: str, path: tuple[str, ...], depth: int) -> None:
         if not isinstance(members, list):
             raise _NodeFallback
         values = self._const(members)
-        message = f"repr({v}) + {f' is not one of {members!r}'!r}"
-        general = f"_enum_has({values}, {v})"
+        message = f"{_shown(v)} + {f' is not one of {members!r}'!r}"
+        # Refuses an instance that is not JSON, all the way down: equality reads all of it.
+        general = f"_enum_has({values}, {v}, {_where(path)})"
         # For an exact str/int/float instance, jsonschema's `equal` agrees with hashing
         # (bools and containers never equal it), unless a member is of some other class.
         if all(member.__class__ in _PLAIN_JSON for member in members):
@@ -468,12 +561,23 @@ class _Generator:
 
     def _const_keyword(self, value: Any, v: str, path: tuple[str, ...], depth: int) -> None:
         message = repr(f"{value!r} was expected")
-        if value.__class__ is str:  # jsonschema's `equal` is plain `==` when one side is str
-            self._check(depth, f"not ({v} == {value!r})", path, "const", message)
+        kind = value.__class__
+        if kind is str:  # jsonschema's `equal` is plain `==` when one side is str
+            equal = f"type({v}) is str and {v} == {value!r}"
+        elif value is None or kind is bool:  # equal only to themselves (True != 1)
+            equal = f"{v} is {value!r}"
+        elif kind is int or (kind is float and not math.isnan(value)):
+            # jsonschema's `equal` of two numbers: 1 == 1.0, bools excluded by exact types.
+            equal = f"(type({v}) is int or type({v}) is float) and {v} == {self._literal(value)}"
         else:
-            self._check(
-                depth, f"not _json_equal({v}, {self._const(value)})", path, "const", message
-            )
+            # Arrays, objects, NaN (equal only to the very object): jsonschema's `equal`,
+            # on an instance that is JSON all the way down (else refused, at its place).
+            equal = f"_const_equal({v}, {self._const(value)}, {_where(path)})"
+            self._check(depth, f"not {equal}", path, "const", message)
+            return
+        self._emit(depth, f"if not ({equal}):")
+        self._refuse_foreign(depth + 1, v, path, "const")
+        self._fail(depth + 1, path, "const", message)
 
     def _ref(self, ref: Any, v: str, path: tuple[str, ...], depth: int) -> None:
         if not isinstance(ref, str):
@@ -514,7 +618,7 @@ class _Generator:
                 f"{self._invoke(self._function(s), v, path)} is not None" for s in node["anyOf"]
             ]
             failed = " and ".join(calls) or "True"
-            message = f"repr({v}) + ' is not valid under any of the given schemas'"
+            message = f"_safe_repr({v}) + ' is not valid under any of the given schemas'"
             self._guard(depth, path, lambda at: self._check(at, failed, path, "anyOf", message))
         if "oneOf" in node:
             # Each branch's verdict is kept for the message: judging the branches again
@@ -537,7 +641,7 @@ class _Generator:
             self._guard(
                 depth,
                 path,
-                lambda at: self._check(at, negated, path, "not", f"repr({v}) + {suffix!r}"),
+                lambda at: self._check(at, negated, path, "not", f"_safe_repr({v}) + {suffix!r}"),
             )
 
     # -- keywords by instance type ------------------------------------------------------
@@ -545,6 +649,7 @@ class _Generator:
     def _number_keywords(
         self, node: dict[str, Any], v: str, path: tuple[str, ...], depth: int
     ) -> None:
+        # `v` is an exact int or float here (and an exact str below): `repr` is the type's own.
         for key, operator, text in _NUMBER_BOUNDS:
             if key in node:
                 limit = _number(node[key])
@@ -583,7 +688,9 @@ class _Generator:
         ):
             if key in node:
                 limit = _number(node[key])
-                message = f"repr({v}) + {' ' + (edge_text if limit == edge else text)!r}"
+                # An exact str; or a list or dict, whose items may not be JSON.
+                shown = f"repr({v})" if noun == "Length" else f"_safe_repr({v})"
+                message = f"{shown} + {' ' + (edge_text if limit == edge else text)!r}"
                 self._check(
                     depth, f"len({v}) {operator} {self._literal(limit)}", path, key, message
                 )
@@ -593,8 +700,9 @@ class _Generator:
     ) -> None:
         self._length_bounds(node, "Items", v, path, depth)
         if node.get("uniqueItems"):
-            message = f"repr({v}) + ' has non-unique elements'"
-            self._check(depth, f"not _unique({v})", path, "uniqueItems", message)
+            message = f"_safe_repr({v}) + ' has non-unique elements'"
+            unique = f"_unique({v}, {_where(path)})"  # refuses items that are not JSON
+            self._check(depth, f"not {unique}", path, "uniqueItems", message)
         items = node.get("items", True)
         if self._dialect.legacy_items and isinstance(items, list):
             self._positional(items, v, path, depth)
@@ -690,6 +798,7 @@ class _Generator:
                 depth,
                 [
                     f"for {key}, {value} in {v}.items():",
+                    *("    " + line for line in self._string_key(key, path, "patternProperties")),
                     *("    " + line for line in search),
                     "    if _h:",
                 ],
@@ -697,9 +806,9 @@ class _Generator:
             )
         if patterns and len(self._lines) == start:
             # Even with nothing to check, jsonschema runs re.search on every key, which
-            # raises TypeError for a key that is not a string; so must we.
+            # raises TypeError for a key that is not a string: refused here.
             self._regex(next(iter(patterns)))
-            self._emit(depth, f"_string_keys({v})")
+            self._emit(depth, f"_string_keys({v}, {_where(path)}, 'patternProperties')")
 
     def _additional_properties(
         self, node: dict[str, Any], v: str, path: tuple[str, ...], depth: int
@@ -718,18 +827,32 @@ class _Generator:
                 f"_additional_properties_message({v}, {names}, {joined}, "
                 f"{self._const(sorted(patterns) if 'patternProperties' in node else None)})"
             )
-            if joined:
+            # A key that is a str subclass could claim, through its own `__hash__` and
+            # `__eq__`, to be one of the names: every key is tested as it is met, and all
+            # of them before the message (which reads every key) is built.
+            every_key = f"_string_keys({v}, {_where(path)}, 'additionalProperties')"
+            if joined or properties:
                 self._emit(depth, f"for {key} in {v}:")
-                self._emit(depth + 1, f"if {known}:")
-                self._emit(depth + 2, "continue")
-                for line in self._search(joined, key, path, "additionalProperties", source):
+                for line in self._string_key(key, path, "additionalProperties"):
                     self._emit(depth + 1, line)
-                self._check(depth + 1, "not _h", path, "additionalProperties", message)
+                if joined:
+                    self._emit(depth + 1, f"if {known}:")
+                    self._emit(depth + 2, "continue")
+                    for line in self._search(joined, key, path, "additionalProperties", source):
+                        self._emit(depth + 1, line)
+                    self._emit(depth + 1, "if not _h:")
+                else:
+                    self._emit(depth + 1, f"if not {known}:")
             else:
-                failed = f"not ({v}.keys() <= {names})" if properties else v
-                self._check(depth, failed, path, "additionalProperties", message)
+                self._emit(depth, f"if {v}:")
+            extra = depth + (2 if joined or properties else 1)
+            self._emit(extra, every_key)
+            self._fail(extra, path, "additionalProperties", message)
             return
-        header = [f"for {key}, {value} in {v}.items():"]
+        header = [
+            f"for {key}, {value} in {v}.items():",
+            *("    " + line for line in self._string_key(key, path, "additionalProperties")),
+        ]
         if joined:
             search = self._search(joined, key, path, "additionalProperties", source)
             header += [f"    if {known}:", "        continue", *("    " + s for s in search)]
@@ -739,6 +862,21 @@ class _Generator:
         self._block(
             depth, header, partial(self._node, schema, value, (*path, key), None, depth + 2)
         )
+
+
+def _where(path: tuple[str, ...]) -> str:
+    """The source of a violation path: a tuple of literal keys and loop variables."""
+    return f"({', '.join(path)},)" if path else "()"
+
+
+def _shown(v: str) -> str:
+    """The source that shows `v` in a message as jsonschema's `repr` does, where `v` is JSON
+    (a check has tested its exact type, or refused it; elsewhere `_safe_repr(v)`), without
+    calling a method of a value inside an array or object that is not JSON
+    (`_schema_runtime.safe_repr`). Messages are built in `anyOf` branches that fail on the
+    way to a pass, so a scalar's costs no call.
+    """
+    return f"(_safe_repr({v}) if type({v}) is list or type({v}) is dict else repr({v}))"
 
 
 def _may_overlap(one: tuple[str, ...], other: tuple[str, ...]) -> bool:

@@ -6,6 +6,12 @@ compiled validators agree with jsonschema even on NaN, bools and mixed types. Un
 gives jsonschema's verdict too, with canonical keys where jsonschema compares every pair
 (see `unique`). The message builders reproduce jsonschema's wording; they run only when a
 check has failed.
+
+Caller values are judged by their exact type, never through their own methods (see
+`_json_values`): a value whose type is not exactly dict, list, str, int, float, bool or
+None, a key that is not exactly a str, and a value that contains itself are not JSON, and
+a check that meets one makes the whole instance invalid (`not_json`, raised as a `Refusal`
+through every `not`, `anyOf` and `oneOf`), with a violation that says where and why.
 """
 
 from __future__ import annotations
@@ -15,6 +21,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from fractions import Fraction
 from typing import TYPE_CHECKING, Any
 
+from policylayer_core._json_values import describe_type, python_type
 from policylayer_core.safe_regex import RegexRefused
 
 if TYPE_CHECKING:
@@ -48,11 +55,54 @@ def json_equal(one: Any, two: Any) -> bool:
     return bool(_unbool(one) == _unbool(two))
 
 
-def enum_has(members: Iterable[Any], instance: Any) -> bool:
-    return any(json_equal(member, instance) for member in members)
+Path = tuple[str | int, ...]
 
 
-def unique(container: list[Any]) -> bool:
+def enum_has(members: Iterable[Any], instance: Any, where: Path = ()) -> bool:
+    """Whether `instance` equals a member, as jsonschema's `equal` says (see `_equal`)."""
+    return any(_equal(member, instance, where, "enum") for member in members)
+
+
+def const_equal(instance: Any, value: Any, where: Path = ()) -> bool:
+    """jsonschema's `equal(instance, value)` for `const` (see `_equal`)."""
+    return _equal(value, instance, where, "const")
+
+
+def _equal(known: Any, instance: Any, where: Path, keyword: str) -> bool:
+    """jsonschema's `equal(known, instance)`, where `known` is the schema's own value and
+    `instance` (at `where`) the caller's: each part of the instance the comparison reads
+    must be JSON, or the comparison raises the refusal. Parts it does not read (past a
+    difference in length or keys) are not judged: the verdict does not depend on them.
+    The recursion follows `known`, so its depth is the schema's, whatever the instance."""
+    kind = type(instance)
+    if kind is not dict and kind is not list and not is_json_scalar(instance):
+        raise not_json(where, keyword, instance)
+    if known is instance:
+        return True
+    if kind is str or isinstance(known, str):
+        return bool(known == instance)
+    if kind is list:
+        return (
+            isinstance(known, Sequence)
+            and len(known) == len(instance)
+            and all(
+                _equal(one, two, (*where, index), keyword)
+                for index, (one, two) in enumerate(zip(known, instance, strict=True))
+            )
+        )
+    if kind is dict:
+        if not isinstance(known, Mapping) or len(known) != len(instance):
+            return False
+        # Its keys are looked up: each must be exactly a str, whose `==` is str's own.
+        string_keys(instance, where, keyword)
+        return all(
+            key in instance and _equal(value, instance[key], (*where, key), keyword)
+            for key, value in known.items()
+        )
+    return bool(_unbool(known) == _unbool(instance))
+
+
+def unique(container: list[Any], where: Path = ()) -> bool:
     """jsonschema's `uniqueItems` verdict, in time near-linear in the array's size.
 
     jsonschema sorts the items and compares neighbours, and when they do not sort (objects,
@@ -61,39 +111,29 @@ def unique(container: list[Any]) -> bool:
     or nested bools, and must agree); the pairwise one becomes a set of canonical keys
     that are equal exactly when jsonschema's `equal` says the items are.
 
-    Items are judged by their data, never by their own methods (`__eq__`, `__lt__`,
-    `__hash__`, `__iter__`): subclasses of str, int, float, list, tuple and dict are read
-    through the base type, and any other value raises `Unjudgeable`.
+    Items are JSON values of exact types, never judged through their own methods
+    (`__eq__`, `__lt__`, `__hash__`, `__iter__`): an array that holds anything else (a
+    subclass, a tuple, a set, a key that is not a str) raises a `Refusal` at `where` (the
+    array's place) plus the item's path.
     """
-    if type(container) is list:
-        for item in container:
-            kind = type(item)
-            if kind is not str and kind is not int and item is not None:
-                break
-        else:
-            # Exact strings, integers and nulls: jsonschema's sorted neighbours (or its
-            # pairwise comparison, for a mix that does not sort) find a duplicate exactly
-            # when a set does (no bools, whose set keys would be 0 and 1; no NaN).
-            return len(set(container)) == len(container)
-    items = container if type(container) is list and _is_plain(container) else None
-    if items is None:
-        try:
-            items = _plain(container)
-        except _NotJson as failure:
-            raise Unjudgeable(
-                container,
-                "uniqueItems",
-                f"the array holds {failure.what}, which is not a JSON value, so whether its "
-                "items are unique cannot be judged",
-            ) from None
+    for item in container:
+        kind = type(item)
+        if kind is not str and kind is not int and item is not None:
+            break
+    else:
+        # Exact strings, integers and nulls: jsonschema's sorted neighbours (or its
+        # pairwise comparison, for a mix that does not sort) find a duplicate exactly
+        # when a set does (no bools, whose set keys would be 0 and 1; no NaN).
+        return len(set(container)) == len(container)
+    exact_json(container, where, "uniqueItems")
     try:
-        ordered = sorted(_unbool(item) for item in items)
+        ordered = sorted(_unbool(item) for item in container)
         for left, right in zip(ordered, itertools.islice(ordered, 1, None), strict=False):
             if json_equal(left, right):
                 return False
     except (NotImplementedError, TypeError):
         keys: set[Any] = set()
-        for item in items:
+        for item in container:
             key = _canonical(item)
             if key in keys:
                 return False
@@ -101,76 +141,160 @@ def unique(container: list[Any]) -> bool:
     return True
 
 
-# Exact types whose values are their own data; the ones that may be keys of a dict.
-_ATOMS = frozenset({str, int, float, bool, type(None)})
-
-
-def _is_plain(value: Any) -> bool:
-    """Whether `value` is made of exact JSON types (and tuples) only, all the way down."""
-    kind = type(value)
-    if kind in _ATOMS:
-        return True
-    if kind is list or kind is tuple:
-        return all(map(_is_plain, value))
-    if kind is dict:
-        return all(type(key) in _ATOMS and _is_plain(item) for key, item in value.items())
-    return False
-
-
-class _NotJson(Exception):  # noqa: N818 - a verdict carried up, not an error
-    def __init__(self, value: Any) -> None:
-        super().__init__()
-        name = type(value).__name__  # a class's own name: bounded, it may be anything
-        self.what = f"a value of type {name[:40]!r}"
-
-
-def _plain(value: Any) -> Any:
-    """The data of `value` in exact types, read through the base types' own methods (a
-    subclass's overrides are never called), or `_NotJson`."""
-    kind = type(value)
-    if kind in _ATOMS:
-        return value
-    if issubclass(kind, str):
-        return str.__str__(value)
-    if issubclass(kind, int):  # bool cannot be subclassed
-        return int.__int__(value)
-    if issubclass(kind, float):
-        return float.__float__(value)
-    if issubclass(kind, list):
-        return [_plain(item) for item in list.copy(value)]
-    if issubclass(kind, tuple):
-        return tuple([_plain(item) for item in tuple.__getitem__(value, slice(None))])
-    if issubclass(kind, dict):
-        pairs = [(_plain_key(key), _plain(item)) for key, item in dict.items(value)]
-        plain = dict(pairs)
-        if len(plain) != len(pairs):  # keys equal once read as their data: no one value
-            raise _NotJson(value)
-        return plain
-    raise _NotJson(value)
-
-
-def _plain_key(key: Any) -> Any:
-    key = _plain(key)
-    if type(key) not in _ATOMS:
-        raise _NotJson(key)
-    return key
-
-
 def _canonical(value: Any) -> Any:
-    """A hashable key of a plain value: two are equal exactly when jsonschema's `equal` says
+    """A hashable key of a JSON value: two are equal exactly when jsonschema's `equal` says
     the values are. Numbers keep Python's exact int/float equality (1 == 1.0, never
-    rounded), bools get keys of their own, arrays (lists and tuples alike) compare in
-    order, objects by their (key, value) pairs whatever the order, keys with Python's
-    equality as jsonschema's `key in other` does; a NaN equals only itself, the object, as
-    in jsonschema's `is` test (a set finds it by identity; hash(nan) is per object)."""
+    rounded), bools get keys of their own, arrays compare in order, objects by their
+    (key, value) pairs whatever the order; a NaN equals only itself, the object, as in
+    jsonschema's `is` test (a set finds it by identity; hash(nan) is per object)."""
     kind = type(value)
-    if kind is list or kind is tuple:
+    if kind is list:
         return tuple(map(_canonical, value))
     if kind is dict:
         return frozenset([(key, _canonical(item)) for key, item in value.items()])
     if kind is bool:
         return _TRUE if value else _FALSE
     return value
+
+
+# -- values that are not JSON --------------------------------------------------------------
+
+
+def is_json_scalar(value: Any) -> bool:
+    """Whether `value` is exactly a str, int, float, bool or None (by `type`, never
+    `isinstance` or `__class__`, which believe a `__class__` property)."""
+    kind = type(value)
+    return (
+        kind is str
+        or kind is int
+        or kind is float
+        or value is None
+        or value is True
+        or value is False
+    )
+
+
+def find_foreign(value: Any, walked: set[int] | None = None) -> tuple[Path, Any, str] | None:
+    """The first part of `value` that is not JSON, or None when all of it is.
+
+    Returns (its path, the part, what is wrong: "value", "key" (the part is a key that is
+    not exactly a str, the path is its object's) or "cycle" (the part contains itself)).
+    Read through exact types only: an exact dict's items and an exact list's elements are
+    its storage, never a method the value defines. Each container is walked once (one
+    shared by two places is JSON twice over), so the time is linear in the value; no
+    recursion, so any depth is walked. `walked`: the ids of containers found to be JSON
+    already (by earlier walks in the same call, while all of them are alive), which this
+    walk skips and adds to.
+    """
+    kind = type(value)
+    if kind is not list and kind is not dict:
+        return None if is_json_scalar(value) else ((), value, "value")
+    steps: list[tuple[int, str | int]] = [(-1, 0)]  # (parent's index, key or position)
+    todo: list[tuple[Any, int]] = [(value, 0)]
+    open_: set[int] = set()  # the containers being walked (those holding the current one)
+    if walked is None:
+        walked = set()
+    while todo:
+        part, at = todo.pop()
+        if part is _LEAVE:
+            open_.discard(at)
+            walked.add(at)
+            continue
+        key = id(part)
+        if key in open_:
+            return _steps(steps, at), part, "cycle"
+        if key in walked:
+            continue
+        open_.add(key)
+        todo.append((_LEAVE, key))
+        if type(part) is dict:
+            for name in part:
+                if type(name) is not str:
+                    return _steps(steps, at), name, "key"
+            pairs: Iterable[tuple[str | int, Any]] = part.items()
+        else:
+            pairs = enumerate(part)
+        for step, child in pairs:
+            kind = type(child)
+            if kind is list or kind is dict:
+                steps.append((at, step))
+                todo.append((child, len(steps) - 1))
+            elif not is_json_scalar(child):
+                steps.append((at, step))
+                return _steps(steps, len(steps) - 1), child, "value"
+    return None
+
+
+_LEAVE = object()  # marks, in `find_foreign`'s stack, the end of a container's walk
+
+
+def _steps(steps: list[tuple[int, str | int]], at: int) -> Path:
+    path: list[str | int] = []
+    while at > 0:
+        at, step = steps[at]
+        path.append(step)
+    return tuple(reversed(path))
+
+
+def not_json_message(part: Any, problem: str = "value") -> str:
+    """Why a value cannot be checked: names its Python type, never calls its methods."""
+    if problem == "key":
+        return (
+            f"the object has a property name that is {python_type(part)}, which is not a "
+            "JSON string, so it cannot be checked against the schema"
+        )
+    if problem == "cycle":
+        return (
+            f"the value ({describe_type(part)}) contains itself, which no JSON value does, "
+            "so it cannot be checked against the schema"
+        )
+    return (
+        f"the value is {python_type(part)}, which is not a JSON value, so it cannot be "
+        "checked against the schema"
+    )
+
+
+def not_json(where: Path, keyword: str, part: Any, problem: str = "value") -> Refusal:
+    """The refusal for a part of the instance that is not JSON (at `where`)."""
+    from policylayer_core.validators import SchemaViolation  # noqa: PLC0415 - a cycle
+
+    return Refusal(SchemaViolation(where, keyword, not_json_message(part, problem)))
+
+
+def exact_json(value: Any, where: Path, keyword: str) -> None:
+    """Raise the refusal when any part of `value` (at `where`) is not JSON."""
+    if is_json_scalar(value):
+        return
+    found = find_foreign(value)
+    if found is not None:
+        path, part, problem = found
+        raise not_json(where + path, keyword, part, problem)
+
+
+def foreign(value: Any, where: Path, keywords: tuple[tuple[type, str], ...]) -> Refusal:
+    """The refusal for `value`, met by a schema object's keywords for other types: under
+    the keyword of the type it claims to extend (a list subclass: the array keywords'),
+    else the first. `keywords`: (a JSON base type, the first such keyword present)."""
+    for base, keyword in keywords:
+        if issubclass(type(value), base):
+            return not_json(where, keyword, value)
+    return not_json(where, keywords[0][1], value)
+
+
+def safe_repr(value: Any) -> str:
+    """`repr(value)` for a JSON value; for anything else a description that calls none of
+    its methods (a message must not run the caller's `__repr__`)."""
+    found = find_foreign(value)
+    if found is None:
+        return repr(value)
+    path, part, problem = found
+    if not path and part is value:
+        return f"<{python_type(value)}>"
+    where = "".join(f"[{step!r}]" for step in path)
+    what = "a key that is not a str" if problem == "key" else python_type(part)
+    if problem == "cycle":
+        what = "itself"
+    return f"<{describe_type(value)} that holds {what} at {where or '[]'}>"
 
 
 class Unjudgeable(Exception):  # noqa: N818 - a verdict carried up, not an error
@@ -246,7 +370,8 @@ def additional_properties_message(
 
 
 class Refusal(Exception):  # noqa: N818 - a verdict carried up, not an error
-    """A regex could not judge a string: the whole instance is invalid with `violation`.
+    """A check could not judge a part of the instance (a regex could not match a string
+    safely, a value is not JSON): the whole instance is invalid with `violation`.
 
     Raised rather than returned, so that no `not`, `anyOf` or `oneOf` can turn "could not
     be checked" into a pass; the validator's entry point returns the violation. Its path
@@ -269,41 +394,49 @@ def refused_message(refused: RegexRefused, subject: str, pattern: str) -> str:
     )
 
 
-def string_keys(instance: dict[Any, Any]) -> None:
-    """Raise TypeError for a key that is not a string, as jsonschema's re.search would."""
+def string_keys(instance: dict[Any, Any], where: Path, keyword: str) -> None:
+    """Refuse an object (exactly a dict) with a key that is not exactly a str: jsonschema's
+    re.search raises on such a key, and one whose `__eq__` or `__hash__` lie could pass for
+    a name the schema knows."""
     for key in instance:
-        if not isinstance(key, str):
-            raise TypeError(f"expected string or bytes-like object, got {type(key).__name__!r}")
+        if type(key) is not str:
+            raise not_json(where, keyword, key, "key")
 
 
 def extra_items_message(instance: list[Any], prefix: int) -> str:
     extra = len(instance) - prefix
-    rest = instance[prefix:] if extra != 1 else instance[prefix]
+    rest = safe_repr(instance[prefix:] if extra != 1 else instance[prefix])
     noun = "items" if prefix != 1 else "item"
-    return f"Expected at most {prefix} {noun} but found {extra} extra: {rest!r}"
+    return f"Expected at most {prefix} {noun} but found {extra} extra: {rest}"
 
 
 def additional_items_message(instance: list[Any], count: int) -> str:
-    return f"Additional items are not allowed ({_extras(instance[count:])})"
+    extras = instance[count:]
+    verb = "was" if len(extras) == 1 else "were"
+    listed = ", ".join(safe_repr(extra) for extra in extras)
+    return f"Additional items are not allowed ({listed} {verb} unexpected)"
 
 
 def one_of_message(instance: Any, schemas: list[Any], verdicts: tuple[bool, ...]) -> str:
     """jsonschema's oneOf message, from the verdict of each branch (True: it matched)."""
     valid = [schema for schema, matched in zip(schemas, verdicts, strict=True) if matched]
     if not valid:
-        return f"{instance!r} is not valid under any of the given schemas"
+        return f"{safe_repr(instance)} is not valid under any of the given schemas"
     # jsonschema lists the later matches first, then the first one it found.
     reprs = ", ".join(repr(schema) for schema in [*valid[1:], valid[0]])
-    return f"{instance!r} is valid under each of {reprs}"
+    return f"{safe_repr(instance)} is valid under each of {reprs}"
 
 
 # The names generated code uses for these helpers.
 HELPERS: dict[str, Any] = {
     f"_{helper.__name__}": helper
     for helper in (
-        json_equal,
         enum_has,
+        const_equal,
         unique,
+        not_json,
+        foreign,
+        safe_repr,
         float_not_multiple,
         prefixed,
         additional_properties_message,

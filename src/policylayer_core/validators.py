@@ -28,13 +28,20 @@ against safely makes the instance invalid, with a message that says why. Within 
 limits the verdicts are jsonschema's. Every pattern of the schema is compiled when the
 validator is built, and held as long as it lives, so no call ever compiles one.
 
+Caller values are judged by their exact type, never through their own methods: a value
+whose type is not exactly dict, list, str, int, float, bool or None (a subclass, a tuple,
+an object whose `__class__` property claims a type), a key that is not exactly a str, or
+a value that contains itself is not JSON (`_json_values`), and a check that meets one
+makes the instance invalid, with a violation at its place that says so: in compiled code
+where the value's exact type tests fail, and before a jsonschema check, for the whole value
+it is handed (jsonschema's type checker believes `isinstance`, and its `equal` and
+`uniqueItems` call the values' `==`). On JSON values the verdicts are jsonschema's.
+
 Where jsonschema itself raises on a JSON instance (a float `multipleOf` and an integer
 beyond a float's range, which its float division overflows), there is no verdict to
-copy: the instance is invalid, with a violation that says why (`Unjudgeable`). So is an
-array under `uniqueItems` that holds a value that is not JSON (a set, bytes, an object):
-items are compared by their data, never through their own methods. Other exceptions
-raised by a check on an odd instance (say RecursionError on a very deep one) propagate;
-the caller fails closed. A panic of a compiled extension inside jsonschema (a
+copy: the instance is invalid, with a violation that says why (`Unjudgeable`). Other
+exceptions raised by a check on an odd instance (say RecursionError on a very deep one)
+propagate; the caller fails closed. A panic of a compiled extension inside jsonschema (a
 BaseException) is raised as an Exception too. No check ever retrieves a referenced
 document (`schemas.NO_RETRIEVAL`).
 
@@ -71,6 +78,8 @@ from policylayer_core import _schema_codegen
 from policylayer_core._schema_runtime import (
     Refusal,
     Unjudgeable,
+    find_foreign,
+    not_json,
     refused_message,
     too_large_for_multiple_of,
     unique,
@@ -151,23 +160,28 @@ def compile_validator(
     keys = _keys(schema)
     if dialect is None or _needs_whole_schema_fallback(schema):
         return _judging(_catching_refusals(_jsonschema_check(reference, held, keys)))
+    fallbacks: list[ArgumentValidator] = []
+
+    def node_fallback(node: dict[str, Any]) -> ArgumentValidator:
+        check = _jsonschema_check(reference.evolve(schema=_without_dialect(node)), held, keys)
+        fallbacks.append(check)
+        return check
+
     try:
         compiled = _schema_codegen.generate(
             schema,
             dialect,
             violation=SchemaViolation,
-            node_fallback=lambda node: _jsonschema_check(
-                reference.evolve(schema=_without_dialect(node)), held, keys
-            ),
+            node_fallback=node_fallback,
             regex_limits=regex_limits,
         )
     except (_schema_codegen.WholeSchemaFallback, RecursionError):
         # RecursionError: a schema nested too deeply to generate code for.
         return _judging(_catching_refusals(_jsonschema_check(reference, held, keys)))
-    # Only multipleOf and uniqueItems may be unjudgeable: leave the other validators
-    # without the wrapper.
-    unjudgeable = _mentions(schema, "multipleOf") or _mentions(schema, "uniqueItems")
-    return _judging(compiled) if unjudgeable else compiled
+    if fallbacks:
+        compiled = _walking_once(compiled)
+    # Only multipleOf may be unjudgeable: leave the other validators without the wrapper.
+    return _judging(compiled) if _mentions(schema, "multipleOf") else compiled
 
 
 def _without_dialect(schema: Any) -> Any:
@@ -180,6 +194,35 @@ def _without_dialect(schema: Any) -> Any:
     if isinstance(schema, dict) and "$schema" in schema:
         return {key: value for key, value in schema.items() if key != "$schema"}
     return schema
+
+
+class _Walked(threading.local):
+    """The containers of the instance being validated on this thread that a jsonschema
+    check has found to be JSON (by id: each lives as long as the call), or None outside a
+    validator with such checks."""
+
+    ids: set[int] | None = None
+
+
+_walked = _Walked()
+
+
+def _walking_once(check: ArgumentValidator) -> ArgumentValidator:
+    """`check`, a compiled validator that calls jsonschema checks, with one set of walked
+    containers per call: each jsonschema check first walks the value it is handed (see
+    `_jsonschema_check`), and a recursion whose every level holds such a check would walk
+    each part again on every level above it, time quadratic in the depth."""
+
+    @functools.wraps(check)  # `__wrapped__`: tests tell generated code from jsonschema's
+    def walking(instance: Any) -> SchemaViolation | None:
+        saved = _walked.ids
+        _walked.ids = set()
+        try:
+            return check(instance)
+        finally:
+            _walked.ids = saved
+
+    return walking
 
 
 def _catching_refusals(check: ArgumentValidator) -> ArgumentValidator:
@@ -214,7 +257,8 @@ def _path_to(instance: Any, part: Any) -> tuple[str | int, ...]:
     """Where `part` (the very object) sits inside `instance`; () when it is not found.
 
     Depth first, in the order of the instance; each node keeps only its parent's index,
-    so a deeply nested instance costs linear time.
+    so a deeply nested instance costs linear time. Only exact dicts and lists are walked,
+    through their storage (a value that is not JSON is never asked for its items).
     """
     steps: list[tuple[int, Any]] = [(-1, None)]  # (parent's index, key or position)
     todo: list[tuple[int, Any]] = [(0, instance)]
@@ -226,13 +270,8 @@ def _path_to(instance: Any, part: Any) -> tuple[str | int, ...]:
                 at, step = steps[at]
                 path.append(step)
             return tuple(reversed(path))
-        children = (
-            value.items()
-            if isinstance(value, dict)
-            else enumerate(value)
-            if isinstance(value, list)
-            else ()
-        )
+        kind = type(value)
+        children = value.items() if kind is dict else enumerate(value) if kind is list else ()
         pushed = []
         for step, child in children:
             steps.append((at, step))
@@ -286,6 +325,12 @@ def _jsonschema_check(validator: Validator, held: list[Any], keys: int) -> Argum
     iter_errors = validator.iter_errors
 
     def check(instance: Any, _held: list[Any] = held) -> SchemaViolation | None:
+        # jsonschema reads values through `isinstance` and their own `==`, `len` and
+        # iteration: it only ever gets JSON values (this check is the slow path already).
+        found = find_foreign(instance, _walked.ids)
+        if found is not None:
+            path, part, problem = found
+            raise not_json(path, "type", part, problem)
         steps = _steps
         saved = steps.left, steps.instance, steps.per_value
         steps.left, steps.instance, steps.per_value = _BASE_STEPS, instance, keys
@@ -550,8 +595,8 @@ def _bounded_pattern(limits: RegexLimits) -> Callable[..., Iterator[ValidationEr
 def _unique_items(
     validator: Any, unique_items: Any, instance: Any, schema: Any
 ) -> Iterator[ValidationError]:
-    """jsonschema's uniqueItems, with the near-linear `unique` (which raises `Unjudgeable`
-    for an array holding a value that is not JSON, rather than call its methods)."""
+    """jsonschema's uniqueItems, with the near-linear `unique` (the instance is JSON: see
+    `_jsonschema_check`)."""
     if unique_items and validator.is_type(instance, "array") and not unique(instance):
         yield ValidationError(f"{instance!r} has non-unique elements")
 
