@@ -27,9 +27,9 @@ import json
 import logging
 import secrets
 import threading
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from dataclasses import dataclass
-from typing import Any, Generic, Literal, Protocol, TypeAlias, TypeVar
+from typing import Any, Generic, Literal, ParamSpec, Protocol, TypeAlias, TypeVar, overload
 
 import mcp_types
 from cachetools import TTLCache
@@ -95,6 +95,19 @@ ApproverCallback: TypeAlias = Callable[[ApprovalRequest], bool | Awaitable[bool]
 Approver: TypeAlias = ApproverCallback | Literal["elicit"] | None
 
 R = TypeVar("R")
+P = ParamSpec("P")
+T = TypeVar("T")
+
+
+class Guard(Protocol):
+    """What either integration's `policy_guard(...)` returns: a decorator that keeps the
+    signature and makes the function a coroutine function."""
+
+    @overload
+    def __call__(self, fn: Callable[P, Awaitable[T]]) -> Callable[P, Coroutine[Any, Any, T]]: ...
+
+    @overload
+    def __call__(self, fn: Callable[P, T]) -> Callable[P, Coroutine[Any, Any, T]]: ...
 
 
 class _Versioned(Protocol):

@@ -12,16 +12,16 @@ import functools
 import inspect
 import sys
 import typing
-from collections.abc import Awaitable, Callable, Coroutine, Mapping
+from collections.abc import Callable, Coroutine, Mapping
 from types import FrameType
-from typing import Any, ParamSpec, Protocol, TypeVar, overload
+from typing import Any
 
 import anyio.to_thread
 import mcp_types
 from mcp.server.mcpserver import Context
 from pydantic_core import to_jsonable_python
 
-from policylayer_core._approvals import Approver, Call, View
+from policylayer_core._approvals import Approver, Call, Guard, View
 from policylayer_core._mcp_calls import (
     APPROVAL_TTL,
     MAX_PENDING,
@@ -35,20 +35,7 @@ from policylayer_core._mcp_calls import (
 from policylayer_core._which_server import decorated_for, servers_in_scope
 from policylayer_core.engine import PolicyEngine
 
-P = ParamSpec("P")
-T = TypeVar("T")
-
 _CONTEXT_PARAMETER = "policylayer_context"  # the Context the guard asks MCPServer for
-
-
-class _Guard(Protocol):
-    """What `policy_guard(...)` returns: a decorator that keeps the signature."""
-
-    @overload
-    def __call__(self, fn: Callable[P, Awaitable[T]]) -> Callable[P, Coroutine[Any, Any, T]]: ...
-
-    @overload
-    def __call__(self, fn: Callable[P, T]) -> Callable[P, Coroutine[Any, Any, T]]: ...
 
 
 def policy_guard(
@@ -60,7 +47,7 @@ def policy_guard(
     approval_ttl: float = APPROVAL_TTL,
     max_pending: int = MAX_PENDING,
     clock: Callable[[], float] | None = None,
-) -> _Guard:
+) -> Guard:
     """Guard one tool function (sync or async) of an `MCPServer`, below `@server.tool()`:
 
         @server.tool()

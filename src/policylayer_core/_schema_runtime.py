@@ -132,6 +132,7 @@ def unique(container: list[Any], where: Path = ()) -> bool:
             if json_equal(left, right):
                 return False
     except (NotImplementedError, TypeError):
+        # Items that do not sort (jsonschema's `uniq` catches the same two): canonical keys.
         keys: set[Any] = set()
         for item in container:
             key = _canonical(item)

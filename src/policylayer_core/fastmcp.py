@@ -30,7 +30,7 @@ import logging
 import sys
 from collections.abc import Awaitable, Callable, Coroutine, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from typing import Any, ParamSpec, Protocol, TypeAlias, TypeVar, overload
+from typing import Any, TypeAlias
 
 try:
     import fastmcp  # noqa: F401  (the check that the extra is installed)
@@ -64,6 +64,7 @@ from policylayer_core._approvals import (
     Approver,
     Call,
     Gate,
+    Guard,
     Results,
     View,
     can_elicit_form,
@@ -79,8 +80,6 @@ __all__ = ["DENIED", "ApprovalRequest", "Approver", "Identify", "PolicyMiddlewar
 
 Identify: TypeAlias = Callable[[Context], str | Awaitable[str]]
 
-P = ParamSpec("P")
-T = TypeVar("T")
 
 _APPROVAL_TTL = 600.0  # seconds a 2026-07-28 approval question stays answerable
 _MAX_PENDING = 10_000  # questions waiting for an answer, at most (oldest forgotten first)
@@ -354,16 +353,6 @@ def _runner(
 # -- the decorator -----------------------------------------------------------------------------
 
 
-class _Guard(Protocol):
-    """What `policy_guard(...)` returns: a decorator that keeps the signature."""
-
-    @overload
-    def __call__(self, fn: Callable[P, Awaitable[T]]) -> Callable[P, Coroutine[Any, Any, T]]: ...
-
-    @overload
-    def __call__(self, fn: Callable[P, T]) -> Callable[P, Coroutine[Any, Any, T]]: ...
-
-
 def policy_guard(
     engine: PolicyEngine,
     *,
@@ -373,7 +362,7 @@ def policy_guard(
     approval_ttl: float = _APPROVAL_TTL,
     max_pending: int = _MAX_PENDING,
     clock: Callable[[], float] | None = None,
-) -> _Guard:
+) -> Guard:
     """Guard one tool function (sync or async) with the policy, below `@mcp.tool`:
 
         @mcp.tool

@@ -104,11 +104,11 @@ class _Policy:
         self,
         engine: PolicyEngine,
         *,
-        identify: Identify | None,
-        approver: Approver,
-        approval_ttl: float,
-        max_pending: int,
-        clock: Callable[[], float] | None,
+        identify: Identify | None = None,
+        approver: Approver = None,
+        approval_ttl: float = APPROVAL_TTL,
+        max_pending: int = MAX_PENDING,
+        clock: Callable[[], float] | None = None,
     ) -> None:
         self.engine = engine
         self._identify = identify
@@ -184,21 +184,6 @@ class PolicyMiddleware(_Policy):
     every limit still applies. Every other method passes through untouched.
     """
 
-    def __init__(
-        self,
-        engine: PolicyEngine,
-        *,
-        identify: Identify | None = None,
-        approver: Approver = None,
-        approval_ttl: float = APPROVAL_TTL,
-        max_pending: int = MAX_PENDING,
-        clock: Callable[[], float] | None = None,
-    ) -> None:
-        super().__init__(
-            engine, identify=identify, approver=approver, approval_ttl=approval_ttl,
-            max_pending=max_pending, clock=clock,
-        )  # fmt: skip
-
     async def __call__(self, ctx: RequestContext, call_next: CallNext) -> HandlerResult:
         # Every request and notification of the server passes here: the common allowed
         # tools/call is kept to plain reads and one decide() (no helper coroutines).
@@ -271,21 +256,6 @@ class PolicyGuard(_Policy):
     keeps in each `ListToolsResult` only the tools the caller may see. Both also work as
     decorators on the handlers. The options mean what they mean for `PolicyMiddleware`.
     """
-
-    def __init__(
-        self,
-        engine: PolicyEngine,
-        *,
-        identify: Identify | None = None,
-        approver: Approver = None,
-        approval_ttl: float = APPROVAL_TTL,
-        max_pending: int = MAX_PENDING,
-        clock: Callable[[], float] | None = None,
-    ) -> None:
-        super().__init__(
-            engine, identify=identify, approver=approver, approval_ttl=approval_ttl,
-            max_pending=max_pending, clock=clock,
-        )  # fmt: skip
 
     def call_tool(self, handler: CallToolHandler) -> CallToolHandler:
         """`handler` for `Server(on_call_tool=...)`, run only for calls the policy allows."""
